@@ -45,3 +45,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` so that the file appears only complete."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)

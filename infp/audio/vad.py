@@ -1,0 +1,132 @@
+"""Silero VAD per channel: audio (C, N) at 16 kHz -> speech probability per 25 fps frame (T, C).
+
+The model ships inside the ``silero-vad`` pip package, so nothing is downloaded. Each channel has
+its own model state; the offline path runs the streaming detector over the whole file, so feeding
+the same audio chunk by chunk gives the same probabilities.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME, VAD_CHUNK
+
+log = logging.getLogger(__name__)
+
+
+def load_vad_model() -> torch.nn.Module:
+    """A fresh silero VAD model (TorchScript, from the installed package) with its own state."""
+    from silero_vad import load_silero_vad
+
+    model = load_silero_vad(onnx=False)
+    model.eval()
+    return model
+
+
+class StreamingVAD:
+    """Per-channel streaming VAD: push audio of any length, get one probability per 512-sample step.
+
+    ``push(audio)`` takes (C, n) float32 at 16 kHz and returns (k, C) probabilities for the k
+    512-sample chunks completed by this call (samples left over wait for the next call).
+    """
+
+    def __init__(self, channels: int = 2, sample_rate: int = SAMPLE_RATE) -> None:
+        if sample_rate != SAMPLE_RATE:
+            raise ValueError(f"silero VAD runs at {SAMPLE_RATE} Hz here, got {sample_rate}")
+        self.channels = channels
+        self.sample_rate = sample_rate
+        self._models = [load_vad_model() for _ in range(channels)]
+        self._pending = np.zeros((channels, 0), dtype=np.float32)
+        self.chunks_done = 0
+
+    def reset(self) -> None:
+        """Forget all state (model memory and buffered samples)."""
+        for model in self._models:
+            model.reset_states()
+        self._pending = np.zeros((self.channels, 0), dtype=np.float32)
+        self.chunks_done = 0
+
+    @torch.inference_mode()
+    def push(self, audio: np.ndarray) -> np.ndarray:
+        """Feed (C, n) samples; return (k, C) speech probabilities of the completed chunks."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim == 1:
+            audio = audio[None]
+        if audio.shape[0] != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got {audio.shape[0]}")
+        buf = np.concatenate([self._pending, audio], axis=1)
+        k = buf.shape[1] // VAD_CHUNK
+        out = np.zeros((k, self.channels), dtype=np.float32)
+        if k:
+            chunks = torch.from_numpy(np.ascontiguousarray(buf[:, : k * VAD_CHUNK])).view(self.channels, k, VAD_CHUNK)
+            for c, model in enumerate(self._models):
+                for i in range(k):
+                    out[i, c] = model(chunks[c, i], self.sample_rate).item()
+        self._pending = buf[:, k * VAD_CHUNK:]
+        self.chunks_done += k
+        return out
+
+
+def chunk_to_frame_prob(chunk_prob: np.ndarray, n_frames: int, samples_per_frame: int = SAMPLES_PER_FRAME) -> np.ndarray:
+    """Resample (K, C) per-chunk probabilities to (n_frames, C) at video-frame centres (linear)."""
+    chunk_prob = np.asarray(chunk_prob, dtype=np.float32)
+    if chunk_prob.ndim == 1:
+        chunk_prob = chunk_prob[:, None]
+    channels = chunk_prob.shape[1]
+    if len(chunk_prob) == 0:
+        return np.zeros((n_frames, channels), dtype=np.float32)
+    chunk_t = (np.arange(len(chunk_prob)) + 0.5) * VAD_CHUNK
+    frame_t = (np.arange(n_frames) + 0.5) * samples_per_frame
+    return np.stack([np.interp(frame_t, chunk_t, chunk_prob[:, c]) for c in range(channels)], axis=1).astype(np.float32)
+
+
+def frame_speech_prob(audio: np.ndarray, n_frames: int | None = None, samples_per_frame: int = SAMPLES_PER_FRAME) -> np.ndarray:
+    """Speech probability per video frame for each channel of 16 kHz audio.
+
+    audio: (N,) or (C, N) float32. Returns (T, C) float32 with T = ``n_frames`` or ceil(N / 640).
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None]
+    n = audio.shape[1]
+    if n_frames is None:
+        n_frames = -(-n // samples_per_frame)
+    pad = (-n) % VAD_CHUNK
+    vad = StreamingVAD(channels=audio.shape[0])
+    probs = vad.push(np.pad(audio, ((0, 0), (0, pad))))
+    return chunk_to_frame_prob(probs, n_frames, samples_per_frame)
+
+
+def speech_segments(
+    prob: np.ndarray,
+    threshold: float = 0.5,
+    min_speech: int = 5,
+    min_silence: int = 8,
+    fps: float = 25.0,
+) -> list[tuple[float, float]]:
+    """Speech segments (start s, end s) from one channel's per-frame probabilities.
+
+    Hysteresis: speech starts above ``threshold`` and ends below ``threshold - 0.15``; gaps shorter
+    than ``min_silence`` frames are bridged and segments shorter than ``min_speech`` frames dropped.
+    """
+    prob = np.asarray(prob, dtype=np.float32).reshape(-1)
+    off = threshold - 0.15
+    segs: list[list[int]] = []
+    active = False
+    for i, p in enumerate(prob):
+        if not active and p >= threshold:
+            active = True
+            segs.append([i, len(prob)])
+        elif active and p < off:
+            active = False
+            segs[-1][1] = i
+    merged: list[list[int]] = []
+    for s in segs:
+        if merged and s[0] - merged[-1][1] < min_silence:
+            merged[-1][1] = s[1]
+        else:
+            merged.append(s)
+    return [(s / fps, e / fps) for s, e in merged if e - s >= min_speech]

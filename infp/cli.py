@@ -1,0 +1,125 @@
+"""The ``infp`` command: thin front end over the library (one clear line per user error)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from infp.errors import InfpError
+
+log = logging.getLogger("infp")
+
+
+def _quiet_native_logs() -> None:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _summary_lines(summary: dict) -> str:
+    lines = [
+        f"clips: {summary['clips']} ({summary['train']} train, {summary['val']} val) from "
+        f"{summary['recordings']} recordings, {summary['minutes']:.2f} min, face found in "
+        f"{summary['face_ratio']:.1%} of frames",
+        f"this run: {summary['processed']} recordings processed, {summary['already_done']} already done, "
+        f"{summary['new_clips']} new clips, {summary['reused_clips']} reused",
+    ]
+    for s in summary["skipped_recordings"]:
+        lines.append(f"skipped recording {s['recording']}: {s['reason']}")
+    for s in summary["skipped_clips"]:
+        lines.append(f"skipped {s.get('clip') or 'party ' + s.get('party', '?')} of {s['recording']}: {s['reason']}")
+    return "\n".join(lines)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from infp.data.prepare import PrepareConfig, prepare
+
+    cfg = PrepareConfig(size=args.size, clip_seconds=args.clip_seconds, min_face_ratio=args.min_face_ratio,
+                        val_fraction=args.val_fraction, workers=args.workers)
+    summary = prepare(args.manifest, args.out, cfg, progress=not args.quiet)
+    print(_summary_lines(summary))
+    return 0
+
+
+def cmd_sample_corpus(args: argparse.Namespace) -> int:
+    from infp.data.prepare import PrepareConfig
+    from infp.data.sample_corpus import build_sample_corpus
+
+    cfg = PrepareConfig(size=args.size, clip_seconds=args.clip_seconds, workers=args.workers)
+    summary = build_sample_corpus(args.out, args.media, cfg, progress=not args.quiet)
+    print(_summary_lines(summary))
+    return 0
+
+
+def cmd_vad(args: argparse.Namespace) -> int:
+    from infp.audio.vad import frame_speech_prob, speech_segments
+    from infp.constants import FPS, SAMPLE_RATE
+    from infp.io import read_audio
+
+    audio = read_audio(args.audio)
+    prob = frame_speech_prob(audio)
+    report = []
+    for c in range(audio.shape[0]):
+        segs = speech_segments(prob[:, c], threshold=args.threshold)
+        report.append({"channel": c, "duration": round(audio.shape[1] / SAMPLE_RATE, 3),
+                       "speech_seconds": round(float((prob[:, c] > args.threshold).sum()) / FPS, 2),
+                       "segments": [[round(a, 2), round(b, 2)] for a, b in segs]})
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from infp import __version__
+
+    ap = argparse.ArgumentParser(prog="infp", description="Dyadic conversational heads: speak and listen from two audio channels.")
+    ap.add_argument("--version", action="version", version=f"infp {__version__}")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="turn recordings (a manifest) into DyConv-format clips")
+    p.add_argument("manifest", type=Path, help="manifest .yaml/.json/.jsonl (see data/dyconv/README.md)")
+    p.add_argument("out", type=Path, help="corpus folder (created; an existing one is resumed)")
+    p.add_argument("--size", type=int, default=256, choices=(256, 512), help="face crop size")
+    p.add_argument("--clip-seconds", type=float, default=20.0, help="segment length (0: whole recording)")
+    p.add_argument("--min-face-ratio", type=float, default=0.5, help="skip clips with fewer face frames")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of recordings held out")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="worker processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("sample-corpus", help="build the small sample corpus from real sample media")
+    p.add_argument("--media", type=Path, default=None,
+                   help="media folder (default: ../shared/data if present, else data/samples)")
+    p.add_argument("--out", type=Path, default=Path("data/sample_corpus"))
+    p.add_argument("--size", type=int, default=256, choices=(256, 512))
+    p.add_argument("--clip-seconds", type=float, default=10.0)
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_sample_corpus)
+
+    p = sub.add_parser("vad", help="speech per channel of an audio file (silero VAD at 25 fps)")
+    p.add_argument("audio", type=Path)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.set_defaults(func=cmd_vad)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_native_logs()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except InfpError as e:
+        print(f"infp: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("infp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Clip corpora in the DyConv format: manifest reading, preparation, sample corpus, index."""
