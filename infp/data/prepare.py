@@ -491,6 +491,7 @@ def prepare(
                         res = RecordingResult(r.id, "skipped", reason=f"{r.video}: worker failed ({type(e).__name__}: {e})")
                     record(res)
                     bar.update(1)
+    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
     summary = write_index(out)
     summary["processed"] = len(todo)
     summary["already_done"] = already

@@ -1,0 +1,41 @@
+"""Shared fixtures: real sample media (in the repository) and a sample corpus built from it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "data" / "samples"
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    """The in-repository real media subset (data/samples)."""
+    assert (SAMPLES / "video").is_dir(), "data/samples is part of the repository"
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def shared_media() -> Path:
+    """The full shared sample media, when present beside the repository."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data not present")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def sample_corpus(tmp_path_factory, samples) -> Path:
+    """A corpus prepared from the in-repository media subset (built once per test session)."""
+    from infp.data.prepare import PrepareConfig
+    from infp.data.sample_corpus import build_sample_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    build_sample_corpus(out, media=samples, cfg=PrepareConfig(clip_seconds=10.0, workers=1), progress=False)
+    return out
