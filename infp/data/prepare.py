@@ -204,6 +204,20 @@ def boxes_from_landmarks(landmarks: np.ndarray, scale: float) -> np.ndarray:
     return boxes
 
 
+def fill_nearest(boxes: np.ndarray) -> np.ndarray:
+    """Replace NaN rows of (T, 3) boxes by the nearest finite row in time (all-NaN stays NaN)."""
+    ok = np.isfinite(boxes).all(axis=1)
+    if ok.all() or not ok.any():
+        return boxes
+    idx = np.flatnonzero(ok)
+    pos = np.searchsorted(idx, np.arange(len(boxes)))
+    left = idx[np.clip(pos - 1, 0, len(idx) - 1)]
+    right = idx[np.clip(pos, 0, len(idx) - 1)]
+    t = np.arange(len(boxes))
+    nearest = np.where(np.abs(t - left) <= np.abs(right - t), left, right)
+    return boxes[nearest]
+
+
 # --------------------------------------------------------------------------- one recording
 
 
@@ -267,6 +281,7 @@ def process_recording(
                 log.warning("%s: no face found for party %r in any frame; skipped", rec.video, p.name)
                 continue
             boxes, valid = smooth_boxes(raw)
+            boxes = fill_nearest(boxes)
             others = [tracks[q.name] for q in rec.parties if q.name != p.name]
             other = np.clip(np.sum(others, axis=0), -1, 1) if others else np.zeros(n_samples, np.float32)
             own = tracks[p.name]

@@ -1,9 +1,8 @@
-"""Square face crops: CropBox (cx, cy, size) -> (S, S, 3) crop + (2, 3) affine M; (T, 3) box smoothing over time.
+"""Square face crops: CropBox (cx, cy, size) -> (S, S, 3) crop + (2, 3) affine M; (T, 3) box smoothing over time."""
 
-Point convention: continuous pixel coordinates as mediapipe gives them (x = 0 is the left edge of the
-image, pixel ``i`` covers [i, i + 1)). ``M`` maps such image points to crop points
-(``transform_points``); ``crop`` and ``paste_back`` take care of OpenCV's pixel-centre convention.
-"""
+# Point convention: continuous pixel coordinates as mediapipe gives them (x = 0 is the left edge of the
+# image, pixel i covers [i, i + 1)). M maps such image points to crop points (transform_points);
+# crop() and paste_back() convert to OpenCV's pixel-centre convention themselves (to_pixel_centres).
 
 from __future__ import annotations
 
@@ -56,7 +55,7 @@ def crop_box_from_face(
 
     side = ``scale`` * max(width, height) of the landmark extent; centre = the extent's centre moved
     down by ``shift`` * height. Mediapipe's mesh stops at mid-forehead and its centre sits near the nose
-    tip, so the defaults (1.8, 0.1) put the eyes at ~40 % and the chin at ~75 % of the crop height with
+    tip, so the defaults (1.8, 0.1) put the eyes at ~35 % and the chin at ~72 % of the crop height with
     the whole forehead, the chin and some neck inside; ``shift < 0`` moves the crop up (more hair).
     """
     landmarks = getattr(face_or_landmarks, "landmarks", face_or_landmarks)

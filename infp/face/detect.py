@@ -152,9 +152,11 @@ class FaceDetector:
 
     ``video=False`` treats every image independently. ``video=True`` uses face-mesh tracking for
     consecutive frames of one video (faster and steadier); call ``reset()`` or use a new detector
-    for another video. Mediapipe's mesh only finds fairly large faces; when it finds fewer faces than
-    the full-range face detector (static mode) or none at all (video mode), each missed detection box
-    is re-cropped at full resolution and meshed on its own. Use as a context manager or call
+    for another video. Images longer than DETECT_MAX_SIDE are downscaled for detection. Mediapipe's
+    mesh only finds fairly large faces: when it finds fewer than ``max_faces`` (static mode) or none
+    (video mode), the full-range face detector runs too (static mode, large image, still nothing: on
+    overlapping tiles), and each detection box not already covered is re-cropped at full resolution
+    and meshed on its own. Overlapping duplicates are dropped. Use as a context manager or call
     ``close()``; one detector must not be used from several threads at once.
     """
 

@@ -1,8 +1,7 @@
-"""Face-region masks from (478, 2) landmarks: (H, W) float32 masks and the (S, S, 3) uint8 eyes+lips motion input.
+"""Face-region masks from (478, 2) landmarks: (H, W) float32 masks and the (S, S, 3) uint8 eyes+lips motion input."""
 
-Index lists follow mediapipe's face mesh; LEFT/RIGHT are the subject's own sides (LEFT_EYE is on the
-image's right in an unmirrored photo). Contours are ordered so they can be drawn as closed polygons.
-"""
+# Index lists follow mediapipe's face mesh; LEFT/RIGHT are the subject's own sides (LEFT_EYE is on the
+# image's right in an unmirrored photo). Contours are ordered so they can be drawn as closed polygons.
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import soundfile as sf
 import yaml
 
 from infp.constants import SAMPLES_PER_FRAME
-from infp.data.prepare import PrepareConfig, assign_splits, prepare, segment_bounds, split_of
+from infp.data.prepare import PrepareConfig, assign_splits, fill_nearest, prepare, segment_bounds, split_of
 from infp.data.manifest import load_manifest
 from infp.io import iter_frames, write_video
 
@@ -23,6 +23,16 @@ def test_segment_bounds_and_splits():
     assert split_of("conv_0001", 0.5) == split_of("conv_0001", 0.5)
     shares = np.mean([split_of(f"rec{i}", 0.2) == "val" for i in range(2000)])
     assert 0.17 < shares < 0.23
+
+
+def test_fill_nearest_covers_long_gaps():
+    boxes = np.full((10, 3), np.nan, np.float32)
+    boxes[2] = 1.0
+    boxes[7] = 2.0
+    out = fill_nearest(boxes)
+    assert np.isfinite(out).all()
+    assert (out[:5, 0] == 1).all() and (out[5:, 0] == 2).all()
+    assert np.isnan(fill_nearest(np.full((3, 3), np.nan))).all()
 
 
 def test_sample_corpus_is_consistent(sample_corpus):
