@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -116,10 +118,44 @@ def _import_mediapipe() -> Any:
     return solution_base, face_mesh, face_detection
 
 
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null (mediapipe's C++ start-up warnings bypass Python logging)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _QuietGraph:
+    """A mediapipe graph whose first ``process`` call (graph start-up) runs with native stderr silenced."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+        self.started = False
+
+    def process(self, inputs: Any) -> Any:
+        if self.started:
+            return self.graph.process(inputs)
+        with _native_stderr_silenced():
+            out = self.graph.process(inputs)
+        self.started = True
+        return out
+
+    def close(self) -> None:
+        self.graph.close()
+
+
 def _make_mesh(static: bool, max_faces: int, min_confidence: float) -> Any:
     """A mediapipe face-mesh graph that also returns its face detections (for the scores)."""
     solution_base, face_mesh, _ = _import_mediapipe()
-    return solution_base.SolutionBase(
+    return _QuietGraph(solution_base.SolutionBase(
         binary_graph_path=face_mesh._BINARYPB_FILE_PATH,
         side_inputs={"num_faces": max_faces, "with_attention": True, "use_prev_landmarks": not static},
         calculator_params={
@@ -128,7 +164,7 @@ def _make_mesh(static: bool, max_faces: int, min_confidence: float) -> Any:
             "facelandmarkcpu__ThresholdingCalculator.threshold": 0.5,
         },
         outputs=["multi_face_landmarks", "face_detections"],
-    )
+    ))
 
 
 def _detection_box(detection: Any, width: int, height: int) -> np.ndarray:
@@ -242,9 +278,9 @@ class FaceDetector:
         """Full-range (model_selection=1) detection boxes in ``image`` pixels with their scores."""
         if self._full_range is None:
             _, _, face_detection = _import_mediapipe()
-            self._full_range = face_detection.FaceDetection(
+            self._full_range = _QuietGraph(face_detection.FaceDetection(
                 model_selection=1, min_detection_confidence=self.min_confidence
-            )
+            ))
         result = self._full_range.process(np.ascontiguousarray(image))
         h, w = image.shape[:2]
         return [(_detection_box(d, w, h), float(d.score[0]) if d.score else 1.0) for d in result.detections or []]
