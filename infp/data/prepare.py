@@ -46,6 +46,7 @@ RECORDINGS_DIR = "recordings"
 WORK_DIR = ".work"
 LOG_FILE = "prepare_log.jsonl"
 N_LANDMARKS = 478
+CLIP_GOP = 25  # one key frame a second: cheap random access to clip frames during training
 
 
 @dataclass
@@ -326,7 +327,7 @@ def _write_clips(rec, out, cfg, split, plans, party_data, landmarks, n_frames, o
             for pl in by_start.get(t, []):
                 pl.dir_ctx = atomic_dir(out / CLIPS_DIR / pl.cid)
                 pl.tmp = pl.dir_ctx.__enter__()
-                pl.writer = VideoWriter(pl.tmp / "face.mp4", fps=FPS)
+                pl.writer = VideoWriter(pl.tmp / "face.mp4", fps=FPS, gop=CLIP_GOP)
                 active.append(pl)
             for pl in active:
                 cx, cy, side = party_data[pl.party.name]["boxes"][t]

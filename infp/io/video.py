@@ -152,6 +152,7 @@ class VideoWriter:
         sample_rate: int = SAMPLE_RATE,
         crf: int = 18,
         preset: str = "veryfast",
+        gop: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.fps = fps
@@ -159,6 +160,7 @@ class VideoWriter:
         self.sample_rate = sample_rate
         self.crf = crf
         self.preset = preset
+        self.gop = gop  # key-frame interval; short for fast random access (training clips)
         self.n_frames = 0
         self._proc: subprocess.Popen | None = None
         self._video_tmp = temp_sibling(self.path)
@@ -173,7 +175,10 @@ class VideoWriter:
         self._errf = tempfile.TemporaryFile()
         cmd = [ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", str(self.fps), "-i", "-", "-an", "-c:v", "libx264",
-               "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p", str(self._video_tmp)]
+               "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p"]
+        if self.gop:
+            cmd += ["-g", str(self.gop), "-keyint_min", str(self.gop)]
+        cmd.append(str(self._video_tmp))
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._errf)
 
     def write(self, frame: np.ndarray) -> None:

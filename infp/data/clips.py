@@ -1,0 +1,105 @@
+"""Read a DyConv corpus: the clip index and random access to a clip's frames, audio and landmarks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from infp.errors import InfpError
+from infp.io.atomic import atomic_output
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR = "cache"
+
+
+@dataclass(frozen=True)
+class ClipEntry:
+    id: str
+    recording: str
+    split: str
+    n_frames: int
+    self_voice: bool
+
+
+class ClipIndex:
+    """The clips of a corpus (from ``index.jsonl``), optionally one split; light enough for 100k clips."""
+
+    def __init__(self, root: str | Path, split: str | None = None, min_frames: int = 1) -> None:
+        self.root = Path(root)
+        path = self.root / "index.jsonl"
+        if not path.is_file():
+            raise InfpError("not a clip corpus (no index.jsonl; run `infp prepare` first)", self.root)
+        entries = []
+        with open(path) as f:
+            for line in f:
+                r = json.loads(line)
+                if (split is None or r["split"] == split) and r["n_frames"] >= min_frames:
+                    entries.append(ClipEntry(r["id"], r["recording"], r["split"], int(r["n_frames"]), bool(r.get("self_voice", True))))
+        self.entries = entries
+        self.n_frames = np.array([e.n_frames for e in entries], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> ClipEntry:
+        return self.entries[i]
+
+    def clip_dir(self, clip_id: str) -> Path:
+        return self.root / "clips" / clip_id
+
+
+def read_clip_frame(path: Path, index: int, cap_cache: dict | None = None) -> np.ndarray:
+    """Frame ``index`` of a clip video as RGB uint8, by seeking (clips have a key frame every second)."""
+    cap = cap_cache.get(path) if cap_cache is not None else None
+    if cap is None:
+        cap = cv2.VideoCapture(str(path))
+        if cap_cache is not None:
+            if len(cap_cache) > 8:
+                cap_cache.pop(next(iter(cap_cache))).release()
+            cap_cache[path] = cap
+    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, frame = cap.read()
+    if not ok:
+        raise InfpError(f"cannot read frame {index}", path)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+class FrameCache:
+    """Decoded clip frames as uint8 memory maps under ``<corpus>/cache`` (for small corpora: fast access).
+
+    Each clip is decoded once to ``cache/frames_<size>/<id>.npy`` (T, S, S, 3); later reads are memory maps.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._maps: dict[str, np.ndarray] = {}
+
+    def frames(self, clip_id: str) -> np.ndarray:
+        arr = self._maps.get(clip_id)
+        if arr is not None:
+            return arr
+        video = self.root / "clips" / clip_id / "face.mp4"
+        meta = json.loads((video.parent / "meta.json").read_text())
+        path = self.root / CACHE_DIR / f"frames_{meta['size']}" / f"{clip_id}.npy"
+        if not path.is_file():
+            from infp.io import iter_frames
+
+            with atomic_output(path) as tmp:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                                shape=(meta["n_frames"], meta["size"], meta["size"], 3))
+                n = 0
+                for n, frame in enumerate(iter_frames(video, fps=None)):
+                    if n >= len(out):
+                        break
+                    out[n] = frame
+                out.flush()
+                del out
+        arr = np.load(path, mmap_mode="r")
+        self._maps[clip_id] = arr
+        return arr

@@ -1,0 +1,1 @@
+"""LightningModules: training logic around injected networks."""

@@ -1,0 +1,124 @@
+"""HeadImitation: stage-1 training (reconstruct a frame from another frame of the same clip)."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch.nn import functional as F
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from infp.models.discriminator import PatchDiscriminator
+from infp.models.head_imitation import HeadImitationNet
+from infp.models.vgg import VGGPerceptual
+
+log = logging.getLogger(__name__)
+
+
+def multiscale_l1(pred: torch.Tensor, target: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
+    """Mean L1 over the image pyramid (scale 1 = full resolution)."""
+    total = pred.new_zeros(())
+    for s in scales:
+        if s == 1:
+            p, t = pred, target
+        else:
+            p = F.interpolate(pred, scale_factor=s, mode="bilinear", align_corners=False, antialias=True)
+            t = F.interpolate(target, scale_factor=s, mode="bilinear", align_corners=False, antialias=True)
+        total = total + (p - t).abs().mean()
+    return total / len(scales)
+
+
+def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """PSNR (dB), SSIM and L1 on [0, 1] images of (B, 3, H, W) tensors given in [-1, 1]."""
+    p = pred.float().clamp(-1, 1).add(1).div(2)
+    t = target.float().add(1).div(2)
+    return {
+        "psnr": peak_signal_noise_ratio(p, t, data_range=1.0),
+        "ssim": structural_similarity_index_measure(p, t, data_range=1.0),
+        "l1": (p - t).abs().mean(),
+    }
+
+
+class HeadImitation(pl.LightningModule):
+    """Losses: multi-scale L1 + SSIM, optional VGG perceptual (local weights), optional hinge GAN."""
+
+    def __init__(
+        self,
+        net: HeadImitationNet,
+        discriminator: PatchDiscriminator | None = None,
+        optimizer: Callable | None = None,
+        l1_scales: tuple[float, ...] = (1.0, 0.5, 0.25),
+        w_l1: float = 1.0,
+        w_ssim: float = 0.5,
+        w_perceptual: float = 0.0,
+        perceptual_weights: str | None = None,
+        w_adv: float = 0.0,
+        w_latent: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "discriminator", "optimizer"])
+        self.net = net
+        self.discriminator = discriminator if w_adv > 0 else None
+        self.optimizer_factory = optimizer or partial(torch.optim.AdamW, lr=2e-4, betas=(0.5, 0.999), weight_decay=0.0)
+        self.perceptual = VGGPerceptual.from_weights(perceptual_weights) if (w_perceptual > 0 and perceptual_weights) else None
+        if w_perceptual > 0 and self.perceptual is None:
+            log.warning("perceptual loss requested but no local VGG weights given; training without it")
+        self.automatic_optimization = self.discriminator is None
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        src = self.net.prepare_source(batch["source"], batch["source_masked"])
+        m_drv = self.net.encode_motion(batch["driving_masked"])
+        return self.net.render(src, m_drv), src.motion, m_drv
+
+    def _generator_loss(self, batch, pred, m_src, m_drv) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        hp = self.hparams
+        target = batch["driving"]
+        parts = {"l1": multiscale_l1(pred, target, tuple(hp.l1_scales))}
+        loss = hp.w_l1 * parts["l1"]
+        if hp.w_ssim > 0:
+            ssim = structural_similarity_index_measure(pred.add(1).div(2), target.add(1).div(2), data_range=1.0)
+            parts["ssim"] = 1 - ssim
+            loss = loss + hp.w_ssim * parts["ssim"]
+        if self.perceptual is not None:
+            parts["perceptual"] = self.perceptual(pred, target)
+            loss = loss + hp.w_perceptual * parts["perceptual"]
+        if self.discriminator is not None:
+            parts["adv"] = -self.discriminator(pred).mean()
+            loss = loss + hp.w_adv * parts["adv"]
+        if hp.w_latent > 0:
+            parts["latent"] = (m_src.pow(2).mean() + m_drv.pow(2).mean()) / 2
+            loss = loss + hp.w_latent * parts["latent"]
+        return loss, parts
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        pred, m_src, m_drv = self(batch)
+        loss, parts = self._generator_loss(batch, pred, m_src, m_drv)
+        if self.discriminator is not None:
+            opt_g, opt_d = self.optimizers()
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            opt_g.step()
+            real = self.discriminator(batch["driving"])
+            fake = self.discriminator(pred.detach())
+            d_loss = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            opt_d.step()
+            parts["d"] = d_loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=pred.shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        pred, _, _ = self(batch)
+        metrics = image_metrics(pred, batch["driving"])
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True, batch_size=pred.shape[0], sync_dist=True)
+
+    def configure_optimizers(self):
+        opt_g = self.optimizer_factory(self.net.parameters())
+        if self.discriminator is None:
+            return opt_g
+        return [opt_g, self.optimizer_factory(self.discriminator.parameters())]

@@ -1,0 +1,86 @@
+"""Stage-1 network: portrait (B, 3, S, S) + motion latents (B, D) -> animated frame (B, 3, S, S).
+
+Identity comes only from the portrait (appearance encoder, computed once); motion only from the
+latent of the motion encoder, which sees nothing of the face but eyes, lips and outline dots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from infp.models.appearance import AppearanceEncoder
+from infp.models.decoder import Decoder
+from infp.models.flow import FlowEstimator
+from infp.models.motion_encoder import MotionEncoder
+from infp.models.pretrained import Pretrained
+from infp.modules.warp import warp
+
+
+@dataclass
+class SourceCache:
+    """Everything that depends only on the portrait."""
+
+    image: torch.Tensor  # (B, 3, S, S) in [-1, 1]
+    feats: torch.Tensor  # (B, C, S/4, S/4)
+    motion: torch.Tensor  # (B, D) the portrait's own motion latent
+
+    def expand(self, batch: int) -> "SourceCache":
+        """Repeat a single portrait for a batch of driving latents."""
+        if self.image.shape[0] == batch:
+            return self
+        return SourceCache(self.image.expand(batch, -1, -1, -1), self.feats.expand(batch, -1, -1, -1),
+                           self.motion.expand(batch, -1))
+
+
+class HeadImitationNet(Pretrained):
+    """Motion encoder + appearance encoder + flow estimator + warping + decoder."""
+
+    kind = "stage1"
+
+    def __init__(
+        self,
+        image_size: int = 256,
+        motion_dim: int = 64,
+        feat_channels: int = 64,
+        encoder_widths: tuple[int, ...] = (32, 64, 128, 256),
+        encoder_input: int = 128,
+        flow_width: int = 48,
+        max_flow: float = 0.5,
+        decoder_res: int = 2,
+        decoder_widths: tuple[int, int] = (32, 16),
+    ) -> None:
+        super().__init__()
+        self.config = dict(image_size=image_size, motion_dim=motion_dim, feat_channels=feat_channels,
+                           encoder_widths=list(encoder_widths), encoder_input=encoder_input, flow_width=flow_width,
+                           max_flow=max_flow, decoder_res=decoder_res, decoder_widths=list(decoder_widths))
+        self.image_size = image_size
+        self.motion_dim = motion_dim
+        self.motion_encoder = MotionEncoder(motion_dim, tuple(encoder_widths), encoder_input)
+        self.appearance = AppearanceEncoder(feat_channels)
+        self.flow = FlowEstimator(feat_channels, motion_dim, flow_width, max_flow)
+        self.decoder = Decoder(feat_channels, motion_dim, decoder_res, tuple(decoder_widths))
+
+    def encode_motion(self, masked: torch.Tensor) -> torch.Tensor:
+        """masked: (B, 3, S, S) motion-encoder input in [-1, 1] -> (B, D)."""
+        return self.motion_encoder(masked)
+
+    def prepare_source(self, image: torch.Tensor, masked: torch.Tensor) -> SourceCache:
+        """Portrait (B, 3, S, S) and its masked version -> cache reused for every frame."""
+        return SourceCache(image, self.appearance(image), self.motion_encoder(masked))
+
+    def render(self, source: SourceCache, m_drv: torch.Tensor, return_flow: bool = False):
+        """Animate the cached portrait with driving latents (B, D) -> frames (B, 3, S, S) in [-1, 1]."""
+        source = source.expand(m_drv.shape[0])
+        flow, occlusion = self.flow(source.feats, source.motion, m_drv)  # (B, 2, h, w), (B, 1, h, w)
+        warped = warp(source.feats, flow) * occlusion
+        flow_hi = F.interpolate(flow, size=source.image.shape[-2:], mode="bilinear", align_corners=False)
+        warped_rgb = warp(source.image, flow_hi)
+        frame = self.decoder(warped, warped_rgb, m_drv)
+        return (frame, flow, occlusion) if return_flow else frame
+
+    def forward(self, source: torch.Tensor, source_masked: torch.Tensor, driving_masked: torch.Tensor) -> torch.Tensor:
+        """Reconstruct the driving frame from the source frame: (B, 3, S, S) x3 -> (B, 3, S, S)."""
+        return self.render(self.prepare_source(source, source_masked), self.encode_motion(driving_masked))

@@ -1,0 +1,1 @@
+"""Reusable network blocks: convolutions, modulation, warping, attention."""
