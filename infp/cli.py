@@ -71,6 +71,32 @@ def cmd_vad(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract_motion(args: argparse.Namespace) -> int:
+    from infp.pipelines.extract import extract_motion
+
+    summary = extract_motion(args.corpus, args.checkpoint or _default_checkpoint("stage1"), args.out,
+                             device=args.device, progress=not args.quiet)
+    print(f"motion latents: {summary['written']} written, {summary['already_done']} already there, "
+          f"{len(summary['failed'])} failed, in {summary['out']}")
+    return 0
+
+
+def cmd_reenact(args: argparse.Namespace) -> int:
+    from infp.pipelines.reenact import Stage1Runner, reenact
+
+    runner = Stage1Runner.from_pretrained(args.checkpoint or _default_checkpoint("stage1"), args.device)
+    out = reenact(runner, args.portrait, args.driving, args.out, relative=not args.absolute,
+                  paste=args.paste_back, face_index=args.face_index, progress=not args.quiet)
+    print(f"wrote {out}")
+    return 0
+
+
+def _default_checkpoint(stage: str) -> Path:
+    from infp.weights import starter_checkpoint
+
+    return starter_checkpoint(stage)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from infp import __version__
 
@@ -99,6 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sample_corpus)
+
+    p = sub.add_parser("reenact", help="animate a portrait with the motion of a driving video (stage 1)")
+    p.add_argument("--portrait", type=Path, required=True)
+    p.add_argument("--driving", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, default=None, help="stage-1 checkpoint folder (default: starter weights)")
+    p.add_argument("--face-index", type=int, default=None, help="face of the portrait, i-th from the left (default: largest)")
+    p.add_argument("--paste-back", action="store_true", help="render into the whole portrait, not only the crop")
+    p.add_argument("--absolute", action="store_true", help="use the driver's motion as is, not relative to its first frame")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_reenact)
+
+    p = sub.add_parser("extract-motion", help="stage-1 motion latents (T, D) of every clip of a corpus")
+    p.add_argument("corpus", type=Path)
+    p.add_argument("--checkpoint", type=Path, default=None, help="stage-1 checkpoint folder (default: starter weights)")
+    p.add_argument("--out", type=Path, default=None, help="default: <corpus>/motion")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_extract_motion)
 
     p = sub.add_parser("vad", help="speech per channel of an audio file (silero VAD at 25 fps)")
     p.add_argument("audio", type=Path)

@@ -37,6 +37,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if ckpt:
         log.info("resuming from %s", ckpt)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+    # A final validation of the end state, so every run reports the same, complete metrics.
+    trainer.validate(model, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) or isinstance(v, float)}
     metrics["global_step"] = float(trainer.global_step)
     if trainer.is_global_zero:

@@ -26,7 +26,7 @@ from infp.io import ffmpeg_exe, read_audio, to_mono, video_info, write_wav
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from infp.paths import REPO_ROOT
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,65 @@
+"""Per-module latency of the stage-1 renderer on this machine (appearance cached, batch 1).
+
+    python benchmarks/stage1_speed.py [--checkpoint DIR] [--size 256] [--threads 2] [--runs 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.nn import functional as F
+
+from infp.models.head_imitation import HeadImitationNet
+from infp.modules.warp import warp
+
+
+def timed(fn, runs: int) -> float:
+    for _ in range(5):
+        fn()
+    t = time.perf_counter()
+    for _ in range(runs):
+        fn()
+    return (time.perf_counter() - t) / runs * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=50)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    net = HeadImitationNet.from_pretrained(args.checkpoint) if args.checkpoint else HeadImitationNet(image_size=args.size)
+    net.eval()
+    s = net.image_size
+    img = torch.rand(1, 3, s, s) * 2 - 1
+    rows = []
+    with torch.inference_mode():
+        src = net.prepare_source(img, img)
+        m = net.encode_motion(img)
+        flow, occ = net.flow(src.feats, src.motion, m)
+        flow_hi = F.interpolate(flow, size=(s, s), mode="bilinear", align_corners=False)
+        warped = warp(src.feats, flow) * occ
+        warped_rgb = warp(src.image, flow_hi)
+        rows.append(("appearance encoder (once per portrait)", timed(lambda: net.appearance(img), args.runs)))
+        rows.append(("motion encoder (reenactment only)", timed(lambda: net.encode_motion(img), args.runs)))
+        per_frame = [
+            ("flow + occlusion", timed(lambda: net.flow(src.feats, src.motion, m), args.runs)),
+            ("warp features", timed(lambda: warp(src.feats, flow) * occ, args.runs)),
+            ("warp source RGB", timed(lambda: warp(src.image, F.interpolate(flow, size=(s, s), mode="bilinear", align_corners=False)), args.runs)),
+            ("decoder", timed(lambda: net.decoder(warped, warped_rgb, m), args.runs)),
+        ]
+        rows += per_frame
+        total = timed(lambda: net.render(src, m), args.runs)
+    print(f"stage-1 renderer at {s}x{s}, {args.threads} threads, batch 1, torch {torch.__version__}")
+    for name, ms in rows:
+        print(f"  {name:<40s} {ms:7.2f} ms")
+    print(f"  {'sum of per-frame modules':<40s} {sum(ms for _, ms in per_frame):7.2f} ms")
+    print(f"  {'render() per frame (flow+warp+decode)':<40s} {total:7.2f} ms  -> {1000 / total:.1f} fps")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Measurements on generated faces: identity (shape) distance, mouth opening, image metrics."""

@@ -1,0 +1,42 @@
+"""Face measurements from 478-point landmarks (N, 478, 2): mouth opening and an identity-shape descriptor.
+
+No face-recognition network can be downloaded here, so identity is measured by face *shape*: distances
+between rigid landmarks (eye corners, nose, cheeks, forehead) normalised by the eye distance. They
+barely move with expression but differ between people; a reenactment keeps identity when its output
+is closer in this descriptor to the portrait than to the driver.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+# subject's right/left outer and inner eye corners, nose tip, nose bridge, cheek sides, forehead, subnasal
+RIGID = (33, 133, 362, 263, 1, 168, 234, 454, 10, 2)
+_PAIRS = list(itertools.combinations(range(len(RIGID)), 2))
+UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
+EYE_OUTER = (33, 263)
+
+
+def interocular(landmarks: np.ndarray) -> np.ndarray:
+    """Distance between the outer eye corners: (..., 478, 2) -> (...)."""
+    return np.linalg.norm(landmarks[..., EYE_OUTER[0], :] - landmarks[..., EYE_OUTER[1], :], axis=-1)
+
+
+def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
+    """Inner-lip gap over eye distance: (..., 478, 2) -> (...); about 0 closed, 0.3+ wide open."""
+    gap = np.linalg.norm(landmarks[..., UPPER_INNER_LIP, :] - landmarks[..., LOWER_INNER_LIP, :], axis=-1)
+    return gap / np.maximum(interocular(landmarks), 1e-6)
+
+
+def shape_descriptor(landmarks: np.ndarray) -> np.ndarray:
+    """Scale-free rigid-shape descriptor: (..., 478, 2) -> (..., 45) pairwise distances / eye distance."""
+    pts = landmarks[..., RIGID, :]
+    d = np.stack([np.linalg.norm(pts[..., i, :] - pts[..., j, :], axis=-1) for i, j in _PAIRS], axis=-1)
+    return d / np.maximum(interocular(landmarks), 1e-6)[..., None]
+
+
+def identity_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Shape-descriptor distance between faces (broadcasting over leading axes)."""
+    return np.linalg.norm(shape_descriptor(a) - shape_descriptor(b), axis=-1)

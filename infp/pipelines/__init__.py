@@ -1,0 +1,1 @@
+"""Inference layers: tensor-level wrappers -> pipelines with I/O, cropping and paste-back."""

@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from infp.launch import train
+from infp.models.head_imitation import HeadImitationNet
+
+CONF = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def _cfg(overrides):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="stage1", overrides=overrides)
+
+
+def test_one_training_run_on_cpu_exports_a_checkpoint(tmp_path, sample_corpus):
+    cfg = _cfg(["experiment=stage1_debug", f"paths.corpus={sample_corpus}", f"paths.output_dir={tmp_path}",
+                "trainer.max_steps=3", "trainer.enable_progress_bar=false"])
+    metrics = train(cfg)
+    assert metrics["global_step"] == 3
+    assert 5 < metrics["val/psnr"] < 60 and 0 < metrics["val/ssim"] <= 1
+    net = HeadImitationNet.from_pretrained(tmp_path / "checkpoint")
+    assert net.image_size == 64 and net.motion_dim == 16
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "metrics.json").is_file()
+
+
+def test_a_training_step_updates_every_network(sample_corpus):
+    cfg = _cfg(["experiment=stage1_debug", f"paths.corpus={sample_corpus}", "paths.output_dir=/tmp/unused"])
+    model = instantiate(cfg.model)
+    dm = instantiate(cfg.data)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["source"].shape == (2, 3, 64, 64) and batch["driving_masked"].shape == (2, 3, 64, 64)
+    pred, m_src, m_drv = model(batch)
+    loss, parts = model._generator_loss(batch, pred, m_src, m_drv)
+    loss.backward()
+    for name in ("motion_encoder", "appearance", "flow", "decoder"):
+        grads = [p.grad for p in getattr(model.net, name).parameters() if p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), name
+    assert torch.isfinite(loss) and set(parts) >= {"l1", "ssim", "latent"}
+
+
+@pytest.mark.parametrize("experiment, size", [("stage1_gpu_256", 256), ("stage1_gpu_512", 512)])
+def test_gpu_experiments_compose_and_instantiate(experiment, size):
+    cfg = _cfg([f"experiment={experiment}", "paths.output_dir=/tmp/unused"])
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.strategy == "ddp"
+    assert cfg.data.size == size and cfg.data.cache_frames is False
+    model = instantiate(cfg.model)
+    assert model.net.image_size == size and model.discriminator is not None
+    x = torch.zeros(1, 3, size, size)
+    with torch.no_grad():
+        assert model.net(x, x, x).shape == (1, 3, size, size)

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from infp.errors import InfpError
+from infp.face import motion_input, region_mask
+from infp.models.head_imitation import HeadImitationNet
+from infp.modules.warp import identity_grid, warp
+
+TINY = dict(image_size=64, motion_dim=8, feat_channels=16, encoder_widths=(8, 16), encoder_input=64,
+            flow_width=8, decoder_res=1, decoder_widths=(8, 8))
+
+
+def test_shapes_of_every_stage():
+    net = HeadImitationNet(**TINY)
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    src = net.prepare_source(x, x)
+    assert src.feats.shape == (3, 16, 16, 16) and src.motion.shape == (3, 8)
+    m = net.encode_motion(x)
+    frame, flow, occ = net.render(src, m, return_flow=True)
+    assert frame.shape == (3, 3, 64, 64) and flow.shape == (3, 2, 16, 16) and occ.shape == (3, 1, 16, 16)
+    assert frame.min() >= -1 and frame.max() <= 1
+    one = net.prepare_source(x[:1], x[:1])
+    assert net.render(one, m).shape == (3, 3, 64, 64)  # one portrait, a batch of latents
+
+
+def test_untrained_flow_is_identity_and_warp_is_exact():
+    net = HeadImitationNet(**TINY)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    src = net.prepare_source(x, x)
+    _, flow, _ = net.render(src, net.encode_motion(x), return_flow=True)
+    assert flow.abs().max() == 0
+    assert torch.allclose(warp(x, torch.zeros(2, 2, 64, 64)), x, atol=1e-5)
+    shift = torch.zeros(1, 2, 64, 64)
+    shift[:, 0] = 2 / 64  # one pixel to the right
+    moved = warp(x[:1], shift)
+    assert torch.allclose(moved[..., :-1], x[:1, :, :, 1:], atol=1e-5)
+    assert identity_grid(4, 4).shape == (1, 2, 4, 4)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    net = HeadImitationNet(**TINY).eval()
+    for p in net.parameters():
+        p.data.normal_(0, 0.05)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        ref = net(x, x, x.flip(0))
+    net.save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.yaml", "model.safetensors"]
+    back = HeadImitationNet.from_pretrained(tmp_path / "ckpt")
+    with torch.no_grad():
+        assert torch.equal(back(x, x, x.flip(0)), ref)
+    with pytest.raises(InfpError, match="not a checkpoint folder"):
+        HeadImitationNet.from_pretrained(tmp_path)
+
+
+def test_motion_latent_ignores_identity_regions(samples):
+    """Repainting everything but eyes and lips (skin, nose, hair, background) leaves the latent unchanged."""
+    from infp.pipelines.portrait import load_portrait
+
+    pt = load_portrait(samples / "portraits" / "lp_s5.jpg", 256)
+    keep = region_mask(pt.landmarks, 256) > 0
+    repainted = pt.crop.copy()
+    rng = np.random.default_rng(0)
+    repainted[~keep] = rng.integers(0, 255, size=(int((~keep).sum()), 3), dtype=np.uint8)
+    a, b = motion_input(pt.crop, pt.landmarks), motion_input(repainted, pt.landmarks)
+    assert np.array_equal(a, b)
+    nose_tip = pt.landmarks[1].astype(int)
+    assert a[nose_tip[1], nose_tip[0]].max() == 0  # the nose is hidden
+    net = HeadImitationNet(image_size=256, motion_dim=16).eval()
+    to_t = lambda im: torch.from_numpy(im).permute(2, 0, 1)[None].float() / 127.5 - 1  # noqa: E731
+    with torch.no_grad():
+        assert torch.equal(net.encode_motion(to_t(a)), net.encode_motion(to_t(b)))
+        # ... whereas the eyes and lips do change it
+        lips_moved = pt.crop.copy()
+        lips_moved[keep] = 255 - lips_moved[keep]
+        assert not torch.equal(net.encode_motion(to_t(motion_input(lips_moved, pt.landmarks))), net.encode_motion(to_t(a)))
