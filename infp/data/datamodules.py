@@ -51,3 +51,49 @@ class HeadImitationData(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, False)
+
+
+class DyadicMotionData(pl.LightningDataModule):
+    """Stage-2 windows; the first ``warmup_epochs`` epochs use only one-sided clips (one channel speaks)."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        window: int = 4,
+        context: int = 16,
+        audio_context: int = 17,
+        motion_dir: str | Path | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        samples_per_epoch: int = 4000,
+        val_windows_per_clip: int = 16,
+        warmup_epochs: int = 1,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.kw = dict(window=window, context=context, audio_context=audio_context, motion_dir=motion_dir)
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.samples_per_epoch, self.val_windows_per_clip = samples_per_epoch, val_windows_per_clip
+        self.warmup_epochs = warmup_epochs
+        self.scale = None
+        self.val_set = None
+
+    def setup(self, stage: str | None = None) -> None:
+        from infp.data.stage2 import DyadicMotionWindows
+
+        if self.scale is None:
+            self.scale = DyadicMotionWindows(self.root, "train", samples_per_epoch=1, **self.kw).scale
+            self.val_set = DyadicMotionWindows(self.root, "val", scale=self.scale,
+                                               fixed_windows_per_clip=self.val_windows_per_clip, **self.kw)
+
+    def train_dataloader(self) -> DataLoader:
+        from infp.data.stage2 import ALL, ONE_SIDED, DyadicMotionWindows
+
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        subset = ONE_SIDED if epoch < self.warmup_epochs else ALL
+        ds = DyadicMotionWindows(self.root, "train", scale=self.scale, samples_per_epoch=self.samples_per_epoch,
+                                 subset=subset, **self.kw)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)

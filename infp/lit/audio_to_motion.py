@@ -1,0 +1,65 @@
+"""AudioToMotion: stage-2 training (v-prediction diffusion loss on windows of motion latents)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch.nn import functional as F
+
+from infp.diffusion import CosineSchedule
+from infp.models.audio_to_motion import AudioToMotionNet
+
+
+class AudioToMotion(pl.LightningModule):
+    """Condition dropout (for classifier-free guidance) and context dropout (for the first window)."""
+
+    def __init__(self, net: AudioToMotionNet, optimizer: Callable | None = None, p_drop_cond: float = 0.1,
+                 p_drop_prev: float = 0.1) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer"])
+        self.net = net
+        self.schedule = CosineSchedule()
+        self.optimizer_factory = optimizer or partial(torch.optim.AdamW, lr=3e-4, weight_decay=0.01)
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and getattr(dm, "kw", {}).get("audio_context", self.net.audio_context) != self.net.audio_context:
+            raise ValueError(f"data.audio_context must be {self.net.audio_context} for this audio encoder")
+        if dm is not None and getattr(dm, "scale", None) is not None:
+            self.net.motion_scale.copy_(torch.as_tensor(dm.scale))
+
+    def loss(self, batch: dict[str, torch.Tensor], t: torch.Tensor, noise: torch.Tensor,
+             drop_cond: torch.Tensor, has_prev: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        x_t, v = self.schedule.add_noise(batch["x0"], t, noise)
+        a_self, a_other = net.audio_features(batch["self_audio"], batch["other_audio"])
+        n = net.context + net.window
+        style = net.style(batch["neutral"], batch["spread"])
+        guide = net.guide(a_self[:, -n:], a_other[:, -n:], style)
+        pred = net.denoise(x_t, t, batch["prev"], has_prev, guide, style, drop_cond)
+        return F.mse_loss(pred, v)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        b = batch["x0"].shape[0]
+        dev = batch["x0"].device
+        t = torch.rand(b, device=dev)
+        drop = torch.rand(b, device=dev) < self.hparams.p_drop_cond
+        has_prev = batch["has_prev"] & (torch.rand(b, device=dev) >= self.hparams.p_drop_prev)
+        loss = self.loss(batch, t, torch.randn_like(batch["x0"]), drop, has_prev)
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        b = batch["x0"].shape[0]
+        gen = torch.Generator().manual_seed(batch_idx)
+        t = (torch.arange(b) + 0.5).div(b).to(batch["x0"].device)
+        noise = torch.randn(batch["x0"].shape, generator=gen).to(batch["x0"].device)
+        no_drop = torch.zeros(b, dtype=torch.bool, device=t.device)
+        loss = self.loss(batch, t, noise, no_drop, batch["has_prev"])
+        self.log("val/loss", loss, prog_bar=True, batch_size=b, sync_dist=True)
+
+    def configure_optimizers(self):
+        return self.optimizer_factory(self.net.parameters())

@@ -1,0 +1,75 @@
+"""Stage-2 network: dyadic audio (self, other) + style -> windows of motion latents (B, W, D).
+
+Shared audio encoder (both channels, in the fixed order self, other) -> Interactive Motion Guider ->
+conditional diffusion transformer. Latents are generated as offsets from the speaker's neutral
+motion (the portrait's own latent at inference), divided by ``motion_scale`` (per-dim std of the
+training offsets).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from infp.audio.features import AudioEncoder
+from infp.models.motion_dit import MotionDiT
+from infp.models.motion_guider import MotionGuider
+from infp.models.pretrained import Pretrained
+
+
+class AudioToMotionNet(Pretrained):
+    """Audio encoder + motion guider + motion DiT, with the null guidance used for classifier-free guidance."""
+
+    kind = "stage2"
+
+    def __init__(
+        self,
+        motion_dim: int = 64,
+        audio_dim: int = 128,
+        audio_hidden: int = 128,
+        guide_dim: int = 256,
+        bank_size: int = 64,
+        style_dim: int = 64,
+        dit_dim: int = 128,
+        depth: int = 3,
+        heads: int = 4,
+        window: int = 4,
+        context: int = 16,
+    ) -> None:
+        super().__init__()
+        self.config = dict(motion_dim=motion_dim, audio_dim=audio_dim, audio_hidden=audio_hidden, guide_dim=guide_dim,
+                           bank_size=bank_size, style_dim=style_dim, dit_dim=dit_dim, depth=depth, heads=heads,
+                           window=window, context=context)
+        self.motion_dim, self.window, self.context = motion_dim, window, context
+        self.audio = AudioEncoder(audio_dim, hidden=audio_hidden)
+        self.guider = MotionGuider(audio_dim, guide_dim, bank_size, style_dim, heads)
+        self.dit = MotionDiT(motion_dim, dit_dim, depth, heads, guide_dim, style_dim, window, context)
+        self.style_proj = nn.Sequential(nn.Linear(2 * motion_dim, style_dim), nn.SiLU(), nn.Linear(style_dim, style_dim))
+        self.null_guide = nn.Parameter(torch.zeros(1, 1, guide_dim))
+        self.register_buffer("motion_scale", torch.ones(motion_dim))
+
+    @property
+    def audio_context(self) -> int:
+        """Video frames of past audio the encoder needs before the first frame it describes."""
+        return self.audio.context_frames
+
+    def audio_features(self, self_audio: torch.Tensor, other_audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N) each -> (B, N/640, A) each, through one shared encoder."""
+        feats = self.audio(torch.cat([self_audio, other_audio], dim=0))
+        return feats.chunk(2, dim=0)
+
+    def style(self, neutral: torch.Tensor, spread: torch.Tensor | None = None) -> torch.Tensor:
+        """Style vector from a neutral latent (B, D) (portrait) and optionally the spread (B, D) of a reference clip."""
+        if spread is None:
+            spread = torch.zeros_like(neutral)
+        return self.style_proj(torch.cat([neutral, spread / self.motion_scale], dim=-1))
+
+    def guide(self, a_self: torch.Tensor, a_other: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return self.guider(a_self, a_other, style)
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, prev: torch.Tensor, has_prev: torch.Tensor,
+                guide: torch.Tensor, style: torch.Tensor, drop_cond: torch.Tensor | None = None) -> torch.Tensor:
+        """v-prediction for a noisy window x (B, W, D); ``drop_cond`` (B,) replaces the guidance by the null one."""
+        if drop_cond is not None:
+            guide = torch.where(drop_cond[:, None, None], self.null_guide.expand_as(guide), guide)
+        return self.dit(x, t, prev, has_prev, guide, style)

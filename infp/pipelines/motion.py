@@ -1,0 +1,104 @@
+"""Motion generation from dyadic audio, offline and streaming, with the same windows and the same noise.
+
+``MotionStream`` is the stateful generator: push audio of both channels in chunks of any size; every
+time a full hop (``window`` frames) of audio has arrived, it generates that hop's latents conditioned
+on the previous ``context`` frames. ``generate_motion`` runs the same stream over whole files, so a
+file fed chunk by chunk gives exactly the offline result for the same seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from infp.constants import SAMPLES_PER_FRAME
+from infp.diffusion import CosineSchedule, cfg_denoiser, sample_ddim
+from infp.models.audio_to_motion import AudioToMotionNet
+
+
+class MotionStream:
+    """Streaming stage-2 generator; algorithmic look-ahead = (window - 1) frames."""
+
+    def __init__(self, net: AudioToMotionNet, neutral: torch.Tensor, spread: torch.Tensor | None = None,
+                 steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        self.net = net.eval().to(device)
+        self.device = torch.device(device)
+        self.steps, self.cfg_scale = steps, cfg_scale
+        self.schedule = CosineSchedule()
+        self.neutral = neutral.reshape(1, -1).to(self.device)  # (1, D) stage-1 latent of the portrait
+        with torch.no_grad():
+            self.style = net.style(self.neutral, None if spread is None else spread.reshape(1, -1).to(self.device))
+        self.seed = seed
+        self.reset()
+
+    @property
+    def window(self) -> int:
+        return self.net.window
+
+    @property
+    def lookahead_ms(self) -> float:
+        return (self.net.window - 1) * 1000 / 25
+
+    def reset(self) -> None:
+        """Start a new conversation: no audio, no previous motion, the noise sequence from the seed."""
+        ctx = self.net.context + self.net.audio_context
+        self.audio = np.zeros((2, ctx * SAMPLES_PER_FRAME), dtype=np.float32)  # (self, other) history
+        self.ready = 0  # samples of audio received beyond the history, not yet turned into frames
+        self.prev = torch.zeros(1, self.net.context, self.net.motion_dim, device=self.device)
+        self.frames_done = 0
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def push(self, self_audio: np.ndarray, other_audio: np.ndarray) -> np.ndarray:
+        """Feed equal-length chunks (16 kHz mono float32); return the new latents (k, D) (absolute, stage-1 space)."""
+        if len(self_audio) != len(other_audio):
+            raise ValueError("self and other chunks must have the same length")
+        self.audio = np.concatenate([self.audio, np.stack([self_audio, other_audio]).astype(np.float32)], axis=1)
+        self.ready += len(self_audio)
+        hop = self.net.window * SAMPLES_PER_FRAME
+        out = []
+        while self.ready >= hop:
+            out.append(self._step())
+            self.ready -= hop
+        if not out:
+            return np.zeros((0, self.net.motion_dim), dtype=np.float32)
+        return np.concatenate(out)
+
+    def flush(self) -> np.ndarray:
+        """Pad the pending audio with silence to a full hop and generate it (end of a file)."""
+        if self.ready == 0:
+            return np.zeros((0, self.net.motion_dim), dtype=np.float32)
+        pad = self.net.window * SAMPLES_PER_FRAME - self.ready
+        return self.push(np.zeros(pad, np.float32), np.zeros(pad, np.float32))
+
+    @torch.no_grad()
+    def _step(self) -> np.ndarray:
+        net = self.net
+        w, p = net.window, net.context
+        need = (p + net.audio_context + w) * SAMPLES_PER_FRAME
+        end = self.audio.shape[1] - self.ready + w * SAMPLES_PER_FRAME
+        chunk = torch.from_numpy(self.audio[:, end - need:end]).to(self.device)
+        a_self, a_other = net.audio_features(chunk[:1], chunk[1:])
+        a_self, a_other = a_self[:, -(p + w):], a_other[:, -(p + w):]
+        guide = net.guide(a_self, a_other, self.style)
+        has_prev = torch.tensor([self.frames_done > 0], device=self.device)
+        noise = torch.randn(1, w, net.motion_dim, generator=self.generator).to(self.device)
+        model = cfg_denoiser(net.denoise, self.cfg_scale)
+        x = sample_ddim(model, noise, self.schedule.timesteps(self.steps, self.device), self.schedule,
+                        extra_args={"prev": self.prev, "has_prev": has_prev, "guide": guide, "style": self.style})
+        self.prev = torch.cat([self.prev, x], dim=1)[:, -p:]
+        self.frames_done += w
+        # keep only the audio history the next step needs
+        keep = (p + net.audio_context) * SAMPLES_PER_FRAME + self.ready - w * SAMPLES_PER_FRAME
+        self.audio = self.audio[:, -keep:] if keep > 0 else self.audio[:, :0]
+        latents = self.neutral + x[0] * net.motion_scale
+        return latents.cpu().numpy().astype(np.float32)
+
+
+def generate_motion(net: AudioToMotionNet, self_audio: np.ndarray, other_audio: np.ndarray, neutral: torch.Tensor,
+                    steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, spread: torch.Tensor | None = None,
+                    device: str | torch.device = "cpu") -> np.ndarray:
+    """Latents (T, D) for T = ceil(N / 640) frames of dyadic audio (self, other), offline."""
+    n_frames = -(-len(self_audio) // SAMPLES_PER_FRAME)
+    stream = MotionStream(net, neutral, spread, steps, cfg_scale, seed, device)
+    lat = np.concatenate([stream.push(self_audio, other_audio), stream.flush()])
+    return lat[:n_frames]
