@@ -42,7 +42,7 @@ class AudioEncoder(nn.Module):
     def __init__(self, dim: int = 128, n_mels: int = 80, hidden: int = 128, n_layers: int = 3) -> None:
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=SAMPLE_RATE, n_fft=512, win_length=MEL_WIN, hop_length=MEL_HOP, n_mels=n_mels,
+            sample_rate=SAMPLE_RATE, n_fft=MEL_WIN, win_length=MEL_WIN, hop_length=MEL_HOP, n_mels=n_mels,
             center=False, power=2.0)
         self.inp = CausalConv1d(n_mels, hidden, 3)
         self.down = nn.Conv1d(hidden, hidden, 4, stride=4)  # 100 fps -> 25 fps: output t = mel frames 4t..4t+3

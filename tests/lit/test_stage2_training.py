@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from infp.launch import train
+from infp.models.audio_to_motion import AudioToMotionNet
+from infp.models.head_imitation import HeadImitationNet
+from infp.pipelines.extract import extract_motion
+
+CONF = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def _cfg(overrides):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="stage2", overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def motion_dir(sample_corpus, tmp_path_factory):
+    ckpt = tmp_path_factory.mktemp("s1") / "ckpt"
+    HeadImitationNet(image_size=64, motion_dim=8, feat_channels=16, encoder_widths=(8, 16), encoder_input=64,
+                     flow_width=8, decoder_res=1, decoder_widths=(8, 8)).save_pretrained(ckpt)
+    out = tmp_path_factory.mktemp("motion")
+    extract_motion(sample_corpus, ckpt, out, progress=False)
+    return out
+
+
+def test_stage2_training_run_on_cpu(tmp_path, sample_corpus, motion_dir):
+    cfg = _cfg(["experiment=stage2_debug", f"paths.corpus={sample_corpus}", f"data.motion_dir={motion_dir}",
+                f"paths.output_dir={tmp_path}", "trainer.enable_progress_bar=false"])
+    metrics = train(cfg)
+    assert metrics["global_step"] == 4 and 0 < metrics["val/loss"] < 10
+    net = AudioToMotionNet.from_pretrained(tmp_path / "checkpoint")
+    assert net.motion_dim == 8
+    assert not (net.motion_scale == 1).all()  # the corpus statistics were stored with the weights
+
+
+def test_warm_up_uses_one_sided_clips_then_all(sample_corpus, motion_dir):
+    cfg = _cfg(["experiment=stage2_debug", f"paths.corpus={sample_corpus}", f"data.motion_dir={motion_dir}",
+                "paths.output_dir=/tmp/unused"])
+    dm = instantiate(cfg.data)
+    dm.setup()
+    warm = dm.train_dataloader().dataset
+    dm.warmup_epochs = 0
+    full = dm.train_dataloader().dataset
+    assert set(warm.ids) < set(full.ids)
+    batch = next(iter(dm.train_dataloader()))
+    n = cfg.data.context + cfg.data.audio_context + cfg.data.window
+    assert batch["self_audio"].shape == (4, n * 640) and batch["x0"].shape == (4, cfg.data.window, 8)
+
+
+def test_gpu_experiment_composes():
+    cfg = _cfg(["experiment=stage2_gpu", "paths.output_dir=/tmp/unused"])
+    model = instantiate(cfg.model)
+    assert model.net.guider.verbal.shape == (64, 512) and cfg.trainer.precision == "bf16-mixed"
