@@ -1,0 +1,205 @@
+"""Offline dyadic rendering: portrait + (self, other) audio -> 25 fps video of the portrait in the conversation.
+
+Layers: ``Pipeline`` (I/O, face crop, paste-back, overlay) over ``MotionStream`` (stage 2) and
+``Stage1Runner`` (stage 1). Frames are produced hop by hop and streamed to the encoder, so memory does
+not grow with the length of the conversation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import torch
+
+from infp.audio.vad import frame_speech_prob
+from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from infp.errors import InfpError, MediaError
+from infp.io import is_silent, read_dialogue, write_video
+from infp.io.atomic import atomic_write_text
+from infp.models.audio_to_motion import AudioToMotionNet
+from infp.models.pretrained import checkpoint_id
+from infp.pipelines.motion import MotionStream
+from infp.pipelines.portrait import Portrait, load_portrait
+from infp.pipelines.reenact import Stage1Runner
+
+log = logging.getLogger(__name__)
+
+STATES = ("idle", "speaking", "listening", "both")
+
+
+@dataclass
+class RenderSettings:
+    """Everything that determines a rendering (written beside the output as OUT.json)."""
+
+    steps: int = 6
+    cfg_scale: float = 2.0
+    seed: int = 0
+    paste_back: bool = False
+    audio_out: str = "mix"  # mix | self | none
+    overlay: bool = False
+    face_index: int | None = None
+    vad_threshold: float = 0.5
+
+
+def conversation_state(vad: np.ndarray, threshold: float = 0.5) -> list[str]:
+    """Per frame: idle / speaking (self only) / listening (other only) / both, from (T, 2) VAD."""
+    s, o = vad[:, 0] > threshold, vad[:, 1] > threshold
+    return [STATES[int(a) + 2 * int(b)] for a, b in zip(s, o)]
+
+
+def draw_overlay(frame: np.ndarray, vad: np.ndarray, t: int, state: str, lane: int = 50) -> np.ndarray:
+    """VAD lanes of both channels (the last ``lane`` frames) and the avatar's state, drawn at the bottom."""
+    out = frame.copy()
+    h, w = out.shape[:2]
+    bar_h = max(6, h // 40)
+    colours = ((80, 200, 120), (90, 150, 255))  # self green, other blue
+    for c in range(2):
+        y0 = h - (2 - c) * (bar_h + 3) - 4
+        cv2.rectangle(out, (4, y0), (w - 4, y0 + bar_h), (30, 30, 30), -1)
+        for k in range(lane):
+            tt = t - lane + 1 + k
+            if tt < 0:
+                continue
+            x0 = 4 + int(k * (w - 8) / lane)
+            x1 = 4 + int((k + 1) * (w - 8) / lane)
+            level = float(vad[tt, c])
+            cv2.rectangle(out, (x0, y0 + int(bar_h * (1 - level))), (x1, y0 + bar_h), colours[c], -1)
+    cv2.putText(out, state, (6, h - 2 * (bar_h + 3) - 10), cv2.FONT_HERSHEY_SIMPLEX, max(0.4, h / 700), (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+class Pipeline:
+    """Both stages behind one object: ``Pipeline.from_pretrained(dir).render(portrait, self_audio, other_audio)``."""
+
+    def __init__(self, stage1: Stage1Runner, stage2: AudioToMotionNet, device: str | torch.device = "cpu",
+                 sources: dict | None = None) -> None:
+        if stage2.motion_dim != stage1.net.motion_dim:
+            raise InfpError(f"stage-2 motion_dim {stage2.motion_dim} != stage-1 motion_dim {stage1.net.motion_dim}")
+        self.stage1 = stage1
+        self.stage2 = stage2.to(device).eval()
+        self.device = torch.device(device)
+        self.sources = sources or {}
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path | None = None, device: str | torch.device = "cpu") -> "Pipeline":
+        """``folder`` holds ``stage1/`` and ``stage2/`` checkpoint folders (default: the starter weights)."""
+        from infp.weights import weights_dir
+
+        folder = Path(folder) if folder is not None else weights_dir()
+        s1, s2 = folder / "stage1", folder / "stage2"
+        runner = Stage1Runner.from_pretrained(s1, device)
+        return cls(runner, AudioToMotionNet.from_pretrained(s2), device,
+                   {"stage1": str(s1), "stage1_id": checkpoint_id(s1), "stage2": str(s2), "stage2_id": checkpoint_id(s2)})
+
+    @property
+    def size(self) -> int:
+        return self.stage1.size
+
+    def frames(self, portrait: Portrait, own: np.ndarray, other: np.ndarray, settings: RenderSettings,
+               vad: np.ndarray | None = None, timings: dict | None = None) -> Iterator[np.ndarray]:
+        """Yield exactly ceil(N / 640) frames for (self, other) audio of N samples each."""
+        n_frames = -(-len(own) // SAMPLES_PER_FRAME)
+        source = self.stage1.source(portrait)
+        stream = MotionStream(self.stage2, source.motion[0], steps=settings.steps, cfg_scale=settings.cfg_scale,
+                              seed=settings.seed, device=self.device)
+        states = conversation_state(vad, settings.vad_threshold) if vad is not None else None
+        hop = stream.window * SAMPLES_PER_FRAME
+        timings = timings if timings is not None else {}
+        timings.setdefault("stage2_s", 0.0)
+        timings.setdefault("stage1_s", 0.0)
+        t = 0
+        for start in range(0, n_frames * SAMPLES_PER_FRAME, hop):
+            a, b = own[start:start + hop], other[start:start + hop]
+            if len(a) < hop:
+                a, b = np.pad(a, (0, hop - len(a))), np.pad(b, (0, hop - len(b)))
+            t0 = time.perf_counter()
+            lat = stream.push(a, b)
+            t1 = time.perf_counter()
+            imgs = self.stage1.render(source, torch.from_numpy(lat))
+            timings["stage2_s"] += t1 - t0
+            timings["stage1_s"] += time.perf_counter() - t1
+            for img in imgs:
+                if t >= n_frames:
+                    return
+                if settings.paste_back:
+                    img = portrait.paste(img)
+                if settings.overlay and vad is not None:
+                    img = draw_overlay(img, vad, t, states[t])
+                yield img
+                t += 1
+
+    def render(
+        self,
+        portrait: str | Path | np.ndarray,
+        self_audio: str | Path | np.ndarray,
+        other_audio: str | Path | np.ndarray | None = None,
+        out: str | Path | None = None,
+        settings: RenderSettings | None = None,
+        progress: bool = False,
+        describe: dict | None = None,
+    ) -> Path | list[np.ndarray]:
+        """Render to ``out`` (mp4, plus ``out.json`` with the resolved settings) or return the frames."""
+        from tqdm import tqdm
+
+        settings = settings or RenderSettings()
+        own, partner = self._audio(self_audio, other_audio)
+        pt = load_portrait(portrait, self.size, settings.face_index)
+        vad = frame_speech_prob(np.stack([own, partner]))
+        n_frames = len(vad)
+        timings: dict = {}
+        gen = self.frames(pt, own, partner, settings, vad, timings)
+        if out is None:
+            return list(gen)
+        bar = tqdm(total=n_frames, unit="frame", disable=not progress, desc="render")
+
+        def counted() -> Iterator[np.ndarray]:
+            for f in gen:
+                bar.update(1)
+                yield f
+
+        audio = {"mix": np.clip(own + partner, -1, 1), "self": own, "none": None}[settings.audio_out]
+        t0 = time.perf_counter()
+        try:
+            path = write_video(out, counted(), fps=FPS, audio=audio)
+        finally:
+            bar.close()
+        wall = time.perf_counter() - t0
+        duration = len(own) / SAMPLE_RATE
+        report = {"settings": asdict(settings), "portrait": str(portrait) if not isinstance(portrait, np.ndarray) else "array",
+                  "self_audio": str(self_audio) if not isinstance(self_audio, np.ndarray) else "array",
+                  "other_audio": None if other_audio is None else (str(other_audio) if not isinstance(other_audio, np.ndarray) else "array"),
+                  "frames": n_frames, "fps": FPS, "duration_s": round(duration, 3), "size": self.size,
+                  "checkpoints": self.sources, "wall_s": round(wall, 2), "real_time_factor": round(wall / max(duration, 1e-9), 3),
+                  "stage2_s": round(timings.get("stage2_s", 0.0), 2), "stage1_s": round(timings.get("stage1_s", 0.0), 2),
+                  "speaking_share": float((vad[:, 0] > settings.vad_threshold).mean()),
+                  "listening_share": float(((vad[:, 1] > settings.vad_threshold) & (vad[:, 0] <= settings.vad_threshold)).mean()),
+                  **(describe or {})}
+        atomic_write_text(Path(out).with_suffix(".json"), json.dumps(report, indent=1))
+        return path
+
+    def _audio(self, self_audio, other_audio) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(self_audio, np.ndarray):
+            own = self_audio.astype(np.float32)
+            partner = np.zeros_like(own) if other_audio is None else np.asarray(other_audio, np.float32)
+            n = max(len(own), len(partner))
+            own, partner = np.pad(own, (0, n - len(own))), np.pad(partner, (0, n - len(partner)))
+        else:
+            own, partner = read_dialogue(self_audio=self_audio, other_audio=other_audio)
+        check_dialogue(own, partner, self_audio)
+        return own, partner
+
+
+def check_dialogue(own: np.ndarray, partner: np.ndarray, path=None) -> None:
+    """Refuse audio that cannot drive a rendering: shorter than one frame, or silent on both channels."""
+    where = None if isinstance(path, np.ndarray) else path
+    if len(own) < SAMPLES_PER_FRAME:
+        raise MediaError(f"audio is {len(own) / SAMPLE_RATE * 1000:.0f} ms long; at least one frame (40 ms) is needed", where)
+    if is_silent(own) and is_silent(partner):
+        raise MediaError("audio is silent on both channels (self and other)", where)
