@@ -95,29 +95,29 @@ def cmd_render(args: argparse.Namespace) -> int:
     from infp.io import read_dialogue
     from infp.pipelines.render import Pipeline, RenderSettings
 
+    if args.other_audio is not None and args.self_audio is None:
+        raise InfpError("--other needs --self (the portrait's own voice)")
     if args.audio is None and args.self_audio is None:
         raise InfpError("give the conversation as --audio DIALOG.wav (stereo) or --self SELF.wav [--other OTHER.wav]")
     if args.audio is not None and (args.self_audio is not None or args.other_audio is not None):
         raise InfpError("give either --audio (stereo dialogue) or --self/--other, not both")
-    if args.other_audio is not None and args.self_audio is None:
-        raise InfpError("--other needs --self (the portrait's own voice)")
     if args.out.suffix.lower() != ".mp4":
         raise InfpError("output must be an .mp4 file", args.out)
-    pipe = Pipeline.from_pretrained(args.checkpoint, args.device)
-    if args.size != pipe.size:
-        raise InfpError(f"the checkpoint renders {pipe.size}x{pipe.size}; --size {args.size} needs a checkpoint trained at that size",
-                        args.checkpoint or "starter weights")
     if args.audio is not None:
         own, other = read_dialogue(args.audio, self_channel=args.self_channel)
         describe = {"audio": str(args.audio), "self_channel": args.self_channel}
     else:
         own, other = read_dialogue(self_audio=args.self_audio, other_audio=args.other_audio)
         describe = {"self": str(args.self_audio), "other": None if args.other_audio is None else str(args.other_audio)}
-    settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, paste_back=args.paste_back,
-                              audio_out=args.audio_out, overlay=args.overlay, face_index=args.face_index)
     from infp.pipelines.render import check_dialogue
 
     check_dialogue(own, other, args.audio or args.self_audio)
+    pipe = Pipeline.from_pretrained(args.checkpoint, args.device)
+    if args.size is not None and args.size != pipe.size:
+        raise InfpError(f"the checkpoint renders {pipe.size}x{pipe.size}; --size {args.size} needs a checkpoint trained at that size",
+                        args.checkpoint or "starter weights")
+    settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, paste_back=args.paste_back,
+                              audio_out=args.audio_out, overlay=args.overlay, face_index=args.face_index)
     out = pipe.render(args.portrait, own, other, out=args.out, settings=settings, progress=not args.quiet, describe=describe)
     report = json.loads(out.with_suffix(".json").read_text())
     print(f"wrote {out} ({report['frames']} frames, {report['duration_s']} s, real-time factor {report['real_time_factor']})")
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--other", dest="other_audio", type=Path, default=None, help="the partner's voice (mono file)")
     p.add_argument("--out", type=Path, required=True, help="output .mp4 (settings go to OUT.json)")
     p.add_argument("--checkpoint", type=Path, default=None, help="folder with stage1/ and stage2/ (default: starter weights)")
-    p.add_argument("--size", type=int, default=256, choices=(256, 512))
+    p.add_argument("--size", type=int, default=None, choices=(256, 512), help="output crop size (default: the checkpoint's)")
     p.add_argument("--steps", type=int, default=6, help="diffusion sampling steps")
     p.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0)

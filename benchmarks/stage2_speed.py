@@ -1,0 +1,54 @@
+"""Stage-2 speed: motion for 1 s of dyadic audio offline, and per-hop cost of the streaming generator.
+
+    python benchmarks/stage2_speed.py [--checkpoint weights/stage2] [--steps 6] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from infp.models.audio_to_motion import AudioToMotionNet
+from infp.pipelines.motion import MotionStream, generate_motion
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--cfg-scale", type=float, default=2.0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    net = AudioToMotionNet.from_pretrained(args.checkpoint) if args.checkpoint else AudioToMotionNet()
+    rng = np.random.default_rng(0)
+    n = int(args.seconds * 16000)
+    own, other = (rng.standard_normal(n).astype(np.float32) * 0.1 for _ in range(2))
+    neutral = torch.zeros(net.motion_dim)
+    generate_motion(net, own[:16000], other[:16000], neutral, steps=args.steps, cfg_scale=args.cfg_scale)
+    t = time.perf_counter()
+    generate_motion(net, own, other, neutral, steps=args.steps, cfg_scale=args.cfg_scale)
+    offline = (time.perf_counter() - t) / args.seconds * 1000
+    stream = MotionStream(net, neutral, steps=args.steps, cfg_scale=args.cfg_scale)
+    hop = stream.window * 640
+    times = []
+    for i in range(0, n - hop, hop):
+        t = time.perf_counter()
+        stream.push(own[i:i + hop], other[i:i + hop])
+        times.append((time.perf_counter() - t) * 1000)
+    times = np.array(times[2:])
+    hop_ms = stream.window * 40
+    print(f"stage 2: {net.motion_dim}-d motion, window/hop {stream.window} frames, {args.steps} DDIM steps, "
+          f"CFG {args.cfg_scale}, {args.threads} threads")
+    print(f"  offline: {offline:.1f} ms of compute per 1 s of dyadic audio")
+    print(f"  streaming: hop {hop_ms:.0f} ms computed in p50 {np.median(times):.1f} ms, p95 {np.percentile(times, 95):.1f} ms "
+          f"({np.median(times) / hop_ms:.2f} of the hop)")
+    print(f"  algorithmic look-ahead: {stream.lookahead_ms:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
