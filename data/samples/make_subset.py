@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from infp.io import ffmpeg_exe, read_audio, read_image, write_image
 import soundfile as sf
@@ -62,6 +63,11 @@ def main() -> None:
     for name, src in AUDIO.items():
         audio = read_audio(args.source / "audio" / src).mean(axis=0)
         sf.write(str(args.out / "audio" / f"{name}.flac"), audio, 16000, subtype="PCM_16")
+    # a two-speaker dialogue (stereo: channel 0 = self, 1 = other) with turns, an overlap and pauses
+    from infp.eval.dialogue import compose
+
+    own, other = compose(args.out / "audio" / "joyvasa_001.flac", args.out / "audio" / "ditto.flac")
+    sf.write(str(args.out / "audio" / "dialogue.flac"), np.stack([own, other], axis=1), 16000, subtype="PCM_16")
     for name, src in PORTRAITS.items():
         img = read_image(args.source / "portraits" / src)
         scale = 512 / max(img.shape[:2])
