@@ -40,3 +40,26 @@ def shape_descriptor(landmarks: np.ndarray) -> np.ndarray:
 def identity_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Shape-descriptor distance between faces (broadcasting over leading axes)."""
     return np.linalg.norm(shape_descriptor(a) - shape_descriptor(b), axis=-1)
+
+
+def identity_score(outputs: list[np.ndarray], sources: list[np.ndarray], drivers: list[np.ndarray]) -> float | None:
+    """Cross-reenactment identity score in [-1, 1] from RGB images: > 0 when outputs look like their sources.
+
+    Per triple: (d(out, driver) - d(out, source)) / (d(out, driver) + d(out, source)) with d the shape
+    distance; the mean over triples where all three faces are found (None if none).
+    """
+    from infp.face import FaceDetector
+
+    scores = []
+    with FaceDetector(max_faces=1) as det:
+        def lm(img: np.ndarray) -> np.ndarray | None:
+            faces = det.detect(np.ascontiguousarray(img))
+            return max(faces, key=lambda f: f.area).landmarks if faces else None
+
+        for o, s, d in zip(outputs, sources, drivers):
+            lo, ls, ld = lm(o), lm(s), lm(d)
+            if lo is None or ls is None or ld is None:
+                continue
+            to_src, to_drv = float(identity_distance(lo, ls)), float(identity_distance(lo, ld))
+            scores.append((to_drv - to_src) / max(to_drv + to_src, 1e-6))
+    return float(np.mean(scores)) if scores else None

@@ -57,6 +57,7 @@ class HeadImitation(pl.LightningModule):
         perceptual_weights: str | None = None,
         w_adv: float = 0.0,
         w_latent: float = 1e-4,
+        identity_pairs: int = 8,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "discriminator", "optimizer"])
@@ -67,6 +68,7 @@ class HeadImitation(pl.LightningModule):
         if w_perceptual > 0 and self.perceptual is None:
             log.warning("perceptual loss requested but no local VGG weights given; training without it")
         self.automatic_optimization = self.discriminator is None
+        self._identity_bank: list[dict[str, torch.Tensor]] = []
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         src = self.net.prepare_source(batch["source"], batch["source_masked"])
@@ -116,6 +118,26 @@ class HeadImitation(pl.LightningModule):
         pred, _, _ = self(batch)
         metrics = image_metrics(pred, batch["driving"])
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True, batch_size=pred.shape[0], sync_dist=True)
+        if len(self._identity_bank) < self.hparams.identity_pairs:
+            self._identity_bank.append({k: batch[k][:1].detach() for k in ("source", "source_masked", "driving", "driving_masked")})
+
+    def on_validation_epoch_end(self) -> None:
+        """Identity preservation: sample k's source driven by sample k+1's motion (another clip, mostly)."""
+        bank, self._identity_bank = self._identity_bank, []
+        if len(bank) < 2 or not self.trainer.is_global_zero:
+            return
+        from infp.data.stage1 import to_image
+        from infp.eval.face_metrics import identity_score
+
+        src = torch.cat([b["source"] for b in bank])
+        src_m = torch.cat([b["source_masked"] for b in bank])
+        drv = torch.cat([b["driving"] for b in bank]).roll(1, dims=0)
+        drv_m = torch.cat([b["driving_masked"] for b in bank]).roll(1, dims=0)
+        with torch.no_grad():
+            out = self.net.render(self.net.prepare_source(src, src_m), self.net.encode_motion(drv_m))
+        score = identity_score([to_image(o) for o in out], [to_image(s) for s in src], [to_image(d) for d in drv])
+        if score is not None:
+            self.log("val/identity", score, rank_zero_only=True)
 
     def configure_optimizers(self):
         opt_g = self.optimizer_factory(self.net.parameters())

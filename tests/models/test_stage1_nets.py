@@ -76,3 +76,14 @@ def test_motion_latent_ignores_identity_regions(samples):
         lips_moved = pt.crop.copy()
         lips_moved[keep] = 255 - lips_moved[keep]
         assert not torch.equal(net.encode_motion(to_t(motion_input(lips_moved, pt.landmarks))), net.encode_motion(to_t(a)))
+
+
+def test_identity_score_prefers_the_source(samples):
+    from infp.eval.face_metrics import identity_score
+    from infp.pipelines.portrait import load_portrait
+
+    a = load_portrait(samples / "portraits" / "lp_s1.jpg", 256).crop
+    b = load_portrait(samples / "portraits" / "hallo_1.jpg", 256).crop
+    assert identity_score([a], [a], [b]) == pytest.approx(1.0)
+    assert identity_score([b], [a], [b]) == pytest.approx(-1.0)
+    assert identity_score([np.zeros_like(a)], [a], [b]) is None
