@@ -18,6 +18,18 @@ log = logging.getLogger(__name__)
 CACHE_DIR = "cache"
 
 
+def nearest_valid_index(ok: np.ndarray) -> np.ndarray:
+    """For a (T,) bool mask, the index of the nearest True entry for every position (ties: earlier)."""
+    idx = np.flatnonzero(ok)
+    if len(idx) == 0:
+        raise ValueError("no valid entry")
+    t = np.arange(len(ok))
+    pos = np.clip(np.searchsorted(idx, t), 0, len(idx) - 1)
+    left = idx[np.clip(pos - 1, 0, len(idx) - 1)]
+    right = idx[pos]
+    return np.where(np.abs(t - left) <= np.abs(right - t), left, right)
+
+
 @dataclass(frozen=True)
 class ClipEntry:
     id: str

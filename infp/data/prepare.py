@@ -207,16 +207,12 @@ def boxes_from_landmarks(landmarks: np.ndarray, scale: float) -> np.ndarray:
 
 def fill_nearest(boxes: np.ndarray) -> np.ndarray:
     """Replace NaN rows of (T, 3) boxes by the nearest finite row in time (all-NaN stays NaN)."""
+    from infp.data.clips import nearest_valid_index
+
     ok = np.isfinite(boxes).all(axis=1)
     if ok.all() or not ok.any():
         return boxes
-    idx = np.flatnonzero(ok)
-    pos = np.searchsorted(idx, np.arange(len(boxes)))
-    left = idx[np.clip(pos - 1, 0, len(idx) - 1)]
-    right = idx[np.clip(pos, 0, len(idx) - 1)]
-    t = np.arange(len(boxes))
-    nearest = np.where(np.abs(t - left) <= np.abs(right - t), left, right)
-    return boxes[nearest]
+    return boxes[nearest_valid_index(ok)]
 
 
 # --------------------------------------------------------------------------- one recording

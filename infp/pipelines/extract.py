@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infp.data.clips import ClipIndex
+from infp.data.clips import ClipIndex, nearest_valid_index
 from infp.errors import InfpError
 from infp.face import motion_input
 from infp.io import iter_frames
@@ -26,12 +26,7 @@ def _nearest_valid(landmarks: np.ndarray) -> np.ndarray:
     ok = np.isfinite(landmarks).all(axis=(1, 2))
     if not ok.any():
         raise InfpError("clip has no frame with landmarks")
-    idx = np.flatnonzero(ok)
-    t = np.arange(len(landmarks))
-    pos = np.clip(np.searchsorted(idx, t), 0, len(idx) - 1)
-    left = idx[np.clip(pos - 1, 0, len(idx) - 1)]
-    right = idx[pos]
-    return np.where(np.abs(t - left) <= np.abs(right - t), left, right)
+    return nearest_valid_index(ok)
 
 
 def clip_motion(runner: Stage1Runner, clip_dir: Path, batch: int = 32) -> np.ndarray:
