@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from infp.data.clips import ClipIndex, FrameCache, read_clip_frame
-from infp.face.masks import motion_input
+from infp.face.masks import motion_input, region_mask
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,11 @@ class HeadImitationPairs(Dataset):
             clip, s, d = self._random_pair(rng)
         src, src_m = self.src.item(clip, s)
         drv, drv_m = self.src.item(clip, d)
+        region = region_mask(self.src.landmarks(clip)[d], self.src.size, dilate=0.06)  # eyes + lips of the target
         if self.augment and rng is not None:
             drv_m = jitter_masked(drv_m, rng)
             if rng.random() < 0.5:  # mirror the whole pair
-                src, src_m, drv, drv_m = (np.ascontiguousarray(a[:, ::-1]) for a in (src, src_m, drv, drv_m))
+                src, src_m, drv, drv_m, region = (np.ascontiguousarray(a[:, ::-1]) for a in (src, src_m, drv, drv_m, region))
         return {"source": to_tensor(src), "source_masked": to_tensor(src_m),
-                "driving": to_tensor(drv), "driving_masked": to_tensor(drv_m)}
+                "driving": to_tensor(drv), "driving_masked": to_tensor(drv_m),
+                "driving_region": torch.from_numpy(np.array(region, dtype=np.float32))[None]}

@@ -52,6 +52,7 @@ class HeadImitation(pl.LightningModule):
         optimizer: Callable | None = None,
         l1_scales: tuple[float, ...] = (1.0, 0.5, 0.25),
         w_l1: float = 1.0,
+        w_region: float = 4.0,
         w_ssim: float = 0.5,
         w_perceptual: float = 0.0,
         perceptual_weights: str | None = None,
@@ -80,6 +81,11 @@ class HeadImitation(pl.LightningModule):
         target = batch["driving"]
         parts = {"l1": multiscale_l1(pred, target, tuple(hp.l1_scales))}
         loss = hp.w_l1 * parts["l1"]
+        if hp.w_region > 0 and "driving_region" in batch:
+            # eyes and lips are a few percent of the pixels but all of the motion: weigh them up
+            region = batch["driving_region"]
+            parts["region_l1"] = ((pred - target).abs() * region).sum() / (3 * region.sum()).clamp_min(1.0)
+            loss = loss + hp.w_region * parts["region_l1"]
         if hp.w_ssim > 0:
             ssim = structural_similarity_index_measure(pred.add(1).div(2), target.add(1).div(2), data_range=1.0)
             parts["ssim"] = 1 - ssim

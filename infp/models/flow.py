@@ -19,7 +19,8 @@ class FlowEstimator(nn.Module):
         super().__init__()
         z = 3 * motion_dim
         self.max_flow = max_flow
-        self.inp = ConvBlock(feat_channels, width)
+        self.z_map = nn.Linear(z, 16)  # the motion pair, broadcast over the feature map as input channels
+        self.inp = ConvBlock(feat_channels + 16, width)
         self.down = ConvBlock(width, 2 * width, stride=2)
         self.mid = nn.ModuleList([ResBlock(2 * width, z), ResBlock(2 * width, z)])
         self.up = ConvBlock(2 * width + width, width)
@@ -30,7 +31,8 @@ class FlowEstimator(nn.Module):
 
     def forward(self, feats: torch.Tensor, m_src: torch.Tensor, m_drv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.cat([m_src, m_drv, m_drv - m_src], dim=1)  # (B, 3D)
-        h0 = self.inp(feats)  # (B, W, h, w)
+        zmap = self.z_map(z)[:, :, None, None].expand(-1, -1, *feats.shape[-2:])
+        h0 = self.inp(torch.cat([feats, zmap], dim=1))  # (B, W, h, w)
         h = self.down(h0)  # (B, 2W, h/2, w/2)
         for block in self.mid:
             h = block(h, z)

@@ -27,12 +27,15 @@ class ConvBlock(nn.Module):
 
 
 class FiLM(nn.Module):
-    """Feature-wise affine modulation: x * (1 + scale(z)) + shift(z), z (B, D)."""
+    """Feature-wise affine modulation: x * (1 + scale(z)) + shift(z), z (B, D).
+
+    Initialised small but not zero: a zero projection would also zero the gradient that reaches ``z``.
+    """
 
     def __init__(self, z_dim: int, channels: int) -> None:
         super().__init__()
         self.proj = nn.Linear(z_dim, 2 * channels)
-        nn.init.zeros_(self.proj.weight)
+        nn.init.normal_(self.proj.weight, std=0.02)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
