@@ -1,12 +1,16 @@
-"""Speaking vs listening on a held-out dialogue: mouth opening of the rendered avatar while self / other speaks.
+"""Speaking vs listening on a held-out dialogue: mouth motion generated while self / other speaks.
 
-    python benchmarks/eval_stage2.py --weights weights --portrait data/samples/portraits/lp_s1.jpg \
-        --self-voice data/samples/video/lp_d11.mp4 --other-voice data/samples/audio/ditto.flac
+    python benchmarks/eval_stage2.py --weights weights --corpus data/sample_corpus \
+        --motion-dir data/sample_corpus/motion_starter --portrait data/samples/portraits/lp_s1.jpg \
+        --self-voice ../shared/data/video/liveportrait_d11.mp4 --other-voice data/samples/audio/ditto.flac [--render]
 
-Renders the portrait (both stages, no role label) on a composed dialogue (turns, an overlap, pauses),
-measures the inner-lip opening of every rendered frame with the face-mesh landmarker, and reports the
-mean opening while only ``self`` speaks, while only ``other`` speaks, in the overlap and in silence, and
-the ratio self / other. The same dialogue with the channels swapped is the control: the ratio must flip.
+The dialogue (turns, one overlap, pauses; ``infp.eval.dialogue``) goes through stage 2 with no role
+label. Mouth motion is measured two ways: (1) on the latents, through a linear mouth-opening probe
+fitted on the corpus latents against landmark mouth opening; (2) with ``--render``, on rendered
+frames with the face-mesh landmarker. For each, the mean mouth opening above the portrait's own
+(neutral) opening and the mean frame-to-frame change are compared between frames where only self
+speaks and frames where only other speaks. The same dialogue with the channels swapped is the
+control: the ratios must flip.
 """
 
 from __future__ import annotations
@@ -21,49 +25,75 @@ import torch
 from infp.audio.vad import frame_speech_prob
 from infp.eval.dialogue import compose
 from infp.eval.face_metrics import mouth_opening
+from infp.eval.mouth_probe import fit_mouth_probe
 from infp.face import FaceDetector
+from infp.pipelines.motion import generate_motion
+from infp.pipelines.portrait import load_portrait
 from infp.pipelines.render import Pipeline, RenderSettings
 
 
-def measure(pipe: Pipeline, portrait: Path, own: np.ndarray, other: np.ndarray, seeds: list[int], steps: int) -> dict:
+def _masks(own: np.ndarray, other: np.ndarray) -> dict[str, np.ndarray]:
     vad = frame_speech_prob(np.stack([own, other])) > 0.5
-    masks = {"self_only": vad[:, 0] & ~vad[:, 1], "other_only": vad[:, 1] & ~vad[:, 0],
-             "overlap": vad[:, 0] & vad[:, 1], "silence": ~vad[:, 0] & ~vad[:, 1]}
-    openings = []
-    for seed in seeds:
-        frames = pipe.render(portrait, own, other, settings=RenderSettings(seed=seed, steps=steps))
-        lm = np.full((len(frames), 478, 2), np.nan, np.float32)
-        with FaceDetector(max_faces=1) as det:
-            for i, f in enumerate(frames):
-                faces = det.detect(f)
-                if faces:
-                    lm[i] = faces[0].landmarks
-        openings.append(mouth_opening(lm))
-    op = np.nanmean(np.stack(openings), axis=0)
-    out = {k: float(np.nanmean(op[m])) if m.any() else None for k, m in masks.items()}
-    out["frames"] = {k: int(m.sum()) for k, m in masks.items()}
-    out["ratio_self_over_other"] = out["self_only"] / max(out["other_only"], 1e-6)
-    out["mouth_std_self_only"] = float(np.nanstd(op[masks["self_only"]]))
-    out["mouth_std_other_only"] = float(np.nanstd(op[masks["other_only"]]))
+    return {"self_only": vad[:, 0] & ~vad[:, 1], "other_only": vad[:, 1] & ~vad[:, 0],
+            "overlap": vad[:, 0] & vad[:, 1], "silence": ~vad[:, 0] & ~vad[:, 1]}
+
+
+def _summary(opening: np.ndarray, neutral: float, masks: dict[str, np.ndarray]) -> dict:
+    above = opening - neutral
+    change = np.abs(np.diff(opening, prepend=opening[:1]))
+    out = {"open_above_neutral": {k: float(np.nanmean(above[m])) for k, m in masks.items() if m.any()},
+           "frame_change": {k: float(np.nanmean(change[m])) for k, m in masks.items() if m.any()}}
+    for key in ("open_above_neutral", "frame_change"):
+        d = out[key]
+        out[f"{key}_ratio_self_over_other"] = d["self_only"] / max(d["other_only"], 1e-6)
     return out
+
+
+def evaluate(pipe: Pipeline, probe, portrait: Path, own: np.ndarray, other: np.ndarray, seeds: list[int],
+             steps: int, render: bool) -> dict:
+    masks = _masks(own, other)
+    pt = load_portrait(portrait, pipe.size)
+    src = pipe.stage1.source(pt)
+    neutral = src.motion[0]
+    lat = [generate_motion(pipe.stage2, own, other, neutral, steps=steps, seed=s) for s in seeds]
+    probe_open = np.mean([probe(x) for x in lat], axis=0)
+    result = {"frames": {k: int(m.sum()) for k, m in masks.items()},
+              "latent_probe": _summary(probe_open, float(probe(neutral.numpy()[None])[0]), masks)}
+    if render:
+        openings = []
+        for s in seeds:
+            frames = pipe.render(portrait, own, other, settings=RenderSettings(seed=s, steps=steps))
+            lm = np.full((len(frames), 478, 2), np.nan, np.float32)
+            with FaceDetector(max_faces=1) as det:
+                for i, f in enumerate(frames):
+                    faces = det.detect(f)
+                    if faces:
+                        lm[i] = faces[0].landmarks
+            openings.append(mouth_opening(lm))
+        result["rendered"] = _summary(np.nanmean(openings, axis=0), float(mouth_opening(pt.landmarks)), masks)
+    return result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, default=None)
+    ap.add_argument("--corpus", type=Path, default=Path("data/sample_corpus"))
+    ap.add_argument("--motion-dir", type=Path, required=True, help="latents of the same stage-1 checkpoint")
     ap.add_argument("--portrait", type=Path, nargs="+", required=True)
     ap.add_argument("--self-voice", type=Path, required=True)
     ap.add_argument("--other-voice", type=Path, required=True)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--render", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
     pipe = Pipeline.from_pretrained(args.weights)
+    probe = fit_mouth_probe(args.corpus, args.motion_dir)
     own, other = compose(args.self_voice, args.other_voice)
-    report = {}
+    report = {"mouth_probe_r2_train": probe.r2}
     for p in args.portrait:
-        report[p.name] = {"dialogue": measure(pipe, p, own, other, args.seeds, args.steps),
-                          "swapped_channels": measure(pipe, p, other, own, args.seeds, args.steps)}
+        report[p.name] = {"dialogue": evaluate(pipe, probe, p, own, other, args.seeds, args.steps, args.render),
+                          "swapped_channels": evaluate(pipe, probe, p, other, own, args.seeds, args.steps, args.render)}
     print(json.dumps(report, indent=1))
 
 

@@ -11,7 +11,7 @@ from infp.constants import SAMPLE_RATE
 from infp.io import read_audio
 
 # (channel, start s, end s): 0 = self, 1 = other
-SCHEDULE = [(0, 0.0, 2.5), (1, 3.0, 5.5), (0, 5.2, 7.5), (1, 8.2, 10.7), (0, 10.7, 12.5), (1, 13.1, 15.0)]
+SCHEDULE = [(0, 0.0, 2.5), (1, 3.0, 5.5), (0, 4.9, 7.5), (1, 8.2, 10.7), (0, 10.7, 12.5), (1, 13.1, 15.0)]
 DURATION = 15.5
 
 
