@@ -7,9 +7,9 @@
 The dialogue (turns, one overlap, pauses; ``infp.eval.dialogue``) goes through stage 2 with no role
 label. Mouth motion is measured two ways: (1) on the latents, through a linear mouth-opening probe
 fitted on the corpus latents against landmark mouth opening; (2) with ``--render``, on rendered
-frames with the face-mesh landmarker. For each, the mean mouth opening above the portrait's own
-(neutral) opening and the mean frame-to-frame change are compared between frames where only self
-speaks and frames where only other speaks. The same dialogue with the channels swapped is the
+frames with the face-mesh landmarker. For each, the mean mouth opening and the mean frame-to-frame
+change are compared between frames where only self speaks and frames where only other speaks (ratio,
+and the difference in units of the corpus's standard deviation of mouth opening). The same dialogue with the channels swapped is the
 control: the ratios must flip.
 """
 
@@ -38,14 +38,15 @@ def _masks(own: np.ndarray, other: np.ndarray) -> dict[str, np.ndarray]:
             "overlap": vad[:, 0] & vad[:, 1], "silence": ~vad[:, 0] & ~vad[:, 1]}
 
 
-def _summary(opening: np.ndarray, neutral: float, masks: dict[str, np.ndarray]) -> dict:
-    above = opening - neutral
+def _summary(opening: np.ndarray, spread: float, masks: dict[str, np.ndarray]) -> dict:
+    """Mean mouth opening and mean frame-to-frame change per condition; self-only vs other-only."""
     change = np.abs(np.diff(opening, prepend=opening[:1]))
-    out = {"open_above_neutral": {k: float(np.nanmean(above[m])) for k, m in masks.items() if m.any()},
+    out = {"opening": {k: float(np.nanmean(opening[m])) for k, m in masks.items() if m.any()},
            "frame_change": {k: float(np.nanmean(change[m])) for k, m in masks.items() if m.any()}}
-    for key in ("open_above_neutral", "frame_change"):
+    for key in ("opening", "frame_change"):
         d = out[key]
         out[f"{key}_ratio_self_over_other"] = d["self_only"] / max(d["other_only"], 1e-6)
+    out["opening_difference_in_corpus_std"] = (out["opening"]["self_only"] - out["opening"]["other_only"]) / spread
     return out
 
 
@@ -58,7 +59,7 @@ def evaluate(pipe: Pipeline, probe, portrait: Path, own: np.ndarray, other: np.n
     lat = [generate_motion(pipe.stage2, own, other, neutral, steps=steps, seed=s) for s in seeds]
     probe_open = np.mean([probe(x) for x in lat], axis=0)
     result = {"frames": {k: int(m.sum()) for k, m in masks.items()},
-              "latent_probe": _summary(probe_open, float(probe(neutral.numpy()[None])[0]), masks)}
+              "latent_probe": _summary(probe_open, probe.spread, masks)}
     if render:
         openings = []
         for s in seeds:
@@ -70,7 +71,7 @@ def evaluate(pipe: Pipeline, probe, portrait: Path, own: np.ndarray, other: np.n
                     if faces:
                         lm[i] = faces[0].landmarks
             openings.append(mouth_opening(lm))
-        result["rendered"] = _summary(np.nanmean(openings, axis=0), float(mouth_opening(pt.landmarks)), masks)
+        result["rendered"] = _summary(np.nanmean(openings, axis=0), probe.spread, masks)
     return result
 
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 INFP=${INFP:-.venv/bin/infp}
-S1_STEPS=${S1_STEPS:-3500}
+S1_STEPS=${S1_STEPS:-2000}
 S2_STEPS=${S2_STEPS:-2000}
 
 "$INFP" sample-corpus --out data/sample_corpus

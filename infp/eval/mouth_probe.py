@@ -20,6 +20,7 @@ class MouthProbe:
     weights: np.ndarray  # (D,)
     bias: float
     r2: float  # on the clips it was fitted on
+    spread: float  # std of the real mouth opening on those clips
 
     def __call__(self, latents: np.ndarray) -> np.ndarray:
         """(T, D) -> (T,) predicted mouth opening."""
@@ -44,4 +45,4 @@ def fit_mouth_probe(corpus: str | Path, motion_dir: str | Path, split: str | Non
     w = np.linalg.solve(xc.T @ xc + ridge * len(x) * np.eye(x.shape[1]), xc.T @ (y - my))
     pred = xc @ w + my
     r2 = 1 - np.sum((y - pred) ** 2) / np.sum((y - my) ** 2)
-    return MouthProbe(w.astype(np.float32), float(my - mx @ w), float(r2))
+    return MouthProbe(w.astype(np.float32), float(my - mx @ w), float(r2), float(y.std()))
