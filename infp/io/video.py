@@ -153,6 +153,7 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "veryfast",
         gop: int | None = None,
+        threads: int = 1,
     ) -> None:
         self.path = Path(path)
         self.fps = fps
@@ -161,6 +162,7 @@ class VideoWriter:
         self.crf = crf
         self.preset = preset
         self.gop = gop  # key-frame interval; short for fast random access (training clips)
+        self.threads = threads  # encoder threads: one leaves the other cores to the renderer
         self.n_frames = 0
         self._proc: subprocess.Popen | None = None
         self._video_tmp = temp_sibling(self.path)
@@ -175,7 +177,8 @@ class VideoWriter:
         self._errf = tempfile.TemporaryFile()
         cmd = [ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", str(self.fps), "-i", "-", "-an", "-c:v", "libx264",
-               "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p"]
+               "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+               "-threads", str(self.threads)]
         if self.gop:
             cmd += ["-g", str(self.gop), "-keyint_min", str(self.gop)]
         cmd.append(str(self._video_tmp))
