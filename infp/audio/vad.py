@@ -19,9 +19,11 @@ log = logging.getLogger(__name__)
 
 def load_vad_model() -> torch.nn.Module:
     """A fresh silero VAD model (TorchScript, from the installed package) with its own state."""
-    from silero_vad import load_silero_vad
+    threads = torch.get_num_threads()
+    from silero_vad import load_silero_vad  # importing it sets torch to one thread for the whole process
 
     model = load_silero_vad(onnx=False)
+    torch.set_num_threads(threads)
     model.eval()
     return model
 

@@ -24,7 +24,8 @@ class Stage1Runner:
     """Tensor-level wrapper around a HeadImitationNet: portraits in, latents in, frames out."""
 
     def __init__(self, net: HeadImitationNet, device: str | torch.device = "cpu") -> None:
-        self.net = net.to(device).eval()
+        # channels-last convolutions are faster on CPU (and no slower on GPU)
+        self.net = net.to(device).to(memory_format=torch.channels_last).eval()
         self.device = torch.device(device)
         self.size = net.image_size
 
@@ -34,8 +35,8 @@ class Stage1Runner:
 
     @torch.inference_mode()
     def source(self, portrait: Portrait) -> SourceCache:
-        img = to_tensor(portrait.crop)[None].to(self.device)
-        masked = to_tensor(portrait.masked)[None].to(self.device)
+        img = to_tensor(portrait.crop)[None].to(self.device).contiguous(memory_format=torch.channels_last)
+        masked = to_tensor(portrait.masked)[None].to(self.device).contiguous(memory_format=torch.channels_last)
         return self.net.prepare_source(img, masked)
 
     @torch.inference_mode()

@@ -53,3 +53,21 @@ def test_chunk_to_frame_alignment():
     chunk[25:] = 1.0  # speech starts at sample 25 * 512 = 12800 = frame 20
     frames = chunk_to_frame_prob(chunk, 40)
     assert frames[:19, 0].max() < 0.5 and frames[21:, 0].min() > 0.5
+
+
+def test_loading_the_vad_keeps_torch_threads():
+    import sys
+
+    sys.modules.pop("silero_vad.model", None)  # its import is what changes the thread count
+    sys.modules.pop("silero_vad", None)
+    import torch
+
+    from infp.audio.vad import load_vad_model
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        load_vad_model()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
