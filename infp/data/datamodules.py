@@ -68,6 +68,7 @@ class DyadicMotionData(pl.LightningDataModule):
         samples_per_epoch: int = 4000,
         val_windows_per_clip: int = 16,
         warmup_epochs: int = 1,
+        stats_clips: int = 1000,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -75,25 +76,43 @@ class DyadicMotionData(pl.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.samples_per_epoch, self.val_windows_per_clip = samples_per_epoch, val_windows_per_clip
         self.warmup_epochs = warmup_epochs
+        self.stats_clips = stats_clips  # latent statistics (the scale) from at most this many training clips
         self.scale = None
+        self.motion_dim: int | None = None  # D of the latents on disk, known after setup()
         self.val_set = None
+        self._train_index = None
+        self._train_sets: dict = {}
 
     def setup(self, stage: str | None = None) -> None:
-        from infp.data.stage2 import DyadicMotionWindows
+        """Reads the index and the latents of at most ``stats_clips`` clips; the rest is read when sampled."""
+        from infp.data.clips import ClipIndex
+        from infp.data.stage2 import ALL, DyadicMotionWindows
 
         if self.scale is None:
-            self.scale = DyadicMotionWindows(self.root, "train", samples_per_epoch=1, **self.kw).scale
+            self._train_index = ClipIndex(self.root, "train", min_frames=self.kw["window"] + 1)
+            full = DyadicMotionWindows(self.root, "train", samples_per_epoch=self.samples_per_epoch, subset=ALL,
+                                       stats_clips=self.stats_clips, index=self._train_index, **self.kw)
+            self.scale, self.motion_dim = full.scale, full.motion_dim
+            self._train_sets = {ALL: full}
             self.val_set = DyadicMotionWindows(self.root, "val", scale=self.scale,
                                                fixed_windows_per_clip=self.val_windows_per_clip, **self.kw)
 
+    def train_set(self, subset: str):
+        from infp.data.stage2 import DyadicMotionWindows
+
+        if subset not in self._train_sets:
+            self._train_sets[subset] = DyadicMotionWindows(self.root, "train", scale=self.scale, subset=subset,
+                                                           samples_per_epoch=self.samples_per_epoch,
+                                                           index=self._train_index, **self.kw)
+        return self._train_sets[subset]
+
     def train_dataloader(self) -> DataLoader:
-        from infp.data.stage2 import ALL, ONE_SIDED, DyadicMotionWindows
+        from infp.data.stage2 import ALL, ONE_SIDED
 
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         subset = ONE_SIDED if epoch < self.warmup_epochs else ALL
-        ds = DyadicMotionWindows(self.root, "train", scale=self.scale, samples_per_epoch=self.samples_per_epoch,
-                                 subset=subset, **self.kw)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=True)
+        return DataLoader(self.train_set(subset), batch_size=self.batch_size, shuffle=True,
+                          num_workers=self.num_workers, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)

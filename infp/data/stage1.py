@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from infp.data.clips import ClipIndex, FrameCache, read_clip_frame
+from infp.data.sampling import sample_rng
 from infp.face.masks import motion_input, region_mask
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class ClipSource:
             d = self.index.clip_dir(clip_id)
             meta = json.loads((d / "meta.json").read_text())
             lm = np.load(d / "landmarks.npy").astype(np.float32) * (self.size / meta["size"])
+            if len(self._landmarks) >= 256:  # bounded: the landmarks of a large corpus do not fit in memory
+                self._landmarks.pop(next(iter(self._landmarks)))
             self._landmarks[clip_id] = lm
         return lm
 
@@ -97,20 +100,22 @@ class HeadImitationPairs(Dataset):
         self.src = ClipSource(root, split, size, cache_frames)
         self.samples_per_epoch = samples_per_epoch
         self.augment = augment
-        self.pairs: list[tuple[str, int, int]] | None = None
-        if fixed_pairs_per_clip > 0:
-            self.pairs = []
-            for e in self.src.index.entries:
-                valid = self.src.valid_frames(e.id)
-                if len(valid) < 2:
-                    continue
-                for t in np.linspace(valid[len(valid) // 8], valid[-1], fixed_pairs_per_clip).round().astype(int):
-                    self.pairs.append((e.id, int(valid[0]), int(t)))
+        self.pairs_per_clip = fixed_pairs_per_clip  # > 0: fixed pairs, worked out when read (no clip read here)
         weights = self.src.index.n_frames.astype(np.float64)
         self.weights = weights / weights.sum()
 
     def __len__(self) -> int:
-        return len(self.pairs) if self.pairs is not None else self.samples_per_epoch
+        return len(self.src.index) * self.pairs_per_clip if self.pairs_per_clip > 0 else self.samples_per_epoch
+
+    def fixed_pair(self, i: int) -> tuple[str, int, int]:
+        """Validation pair ``i``: a clip's first frame with landmarks drives evenly spaced later frames."""
+        k = self.pairs_per_clip
+        clip = self.src.index[i // k].id
+        valid = self.src.valid_frames(clip)
+        if len(valid) == 0:
+            raise ValueError(f"clip {clip}: no frame with landmarks")
+        t = np.linspace(valid[len(valid) // 8], valid[-1], k).round().astype(int)[i % k]
+        return clip, int(valid[0]), int(t)
 
     def _random_pair(self, rng: np.random.Generator) -> tuple[str, int, int]:
         for _ in range(20):
@@ -122,11 +127,11 @@ class HeadImitationPairs(Dataset):
         raise RuntimeError("no clip with two frames that have landmarks")
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        if self.pairs is not None:
-            clip, s, d = self.pairs[i]
+        if self.pairs_per_clip > 0:
+            clip, s, d = self.fixed_pair(i)
             rng = None
         else:
-            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+            rng = sample_rng()  # distinct per DataLoader worker and per distributed rank
             clip, s, d = self._random_pair(rng)
         src, src_m = self.src.item(clip, s)
         drv, drv_m = self.src.item(clip, d)

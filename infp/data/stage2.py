@@ -5,12 +5,16 @@ before (zeros before the clip start), ``has_prev`` (s > 0), ``self_audio`` / ``o
 frames [s - P - C, s + W) (zeros before the clip start; C = audio-encoder context), and the style
 inputs: ``neutral`` (a random frame's latent of the same clip) and ``spread`` (the clip's per-dim std,
 or zeros). Offsets are latents minus the clip's mean latent, divided by ``scale`` (per-dim std over
-the training clips; computed from the corpus when not given).
+the training clips, or a fixed random subset of at most ``stats_clips`` of them; computed when not given).
+
+Nothing is loaded up front: clip lengths come from the index, the latents folder is listed once, and a
+clip's latents are memory-mapped when first needed (at most ``max_open`` kept open per process).
 """
 
 from __future__ import annotations
 
-import json
+import os
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +24,7 @@ from torch.utils.data import Dataset
 
 from infp.constants import SAMPLES_PER_FRAME
 from infp.data.clips import ClipIndex
+from infp.data.sampling import sample_rng
 
 ONE_SIDED = "one_sided"
 ALL = "all"
@@ -37,37 +42,76 @@ def motion_stats(motion_dir: Path, clip_ids: list[str]) -> tuple[np.ndarray, np.
     return np.mean(means, axis=0).astype(np.float32), np.maximum(off.std(axis=0), 1e-3).astype(np.float32)
 
 
+def stats_subset(clip_ids: list[str], max_clips: int) -> list[str]:
+    """All clips, or a fixed random subset of ``max_clips`` of them (the same for the same corpus)."""
+    if len(clip_ids) <= max_clips:
+        return list(clip_ids)
+    pick = np.random.default_rng(0).choice(len(clip_ids), size=max_clips, replace=False)
+    return [clip_ids[i] for i in np.sort(pick)]
+
+
+def latent_dim(motion_dir: Path, clip_id: str) -> int:
+    """D of the (T, D) latents on disk (reads one file's header)."""
+    return int(np.load(motion_dir / f"{clip_id}.npy", mmap_mode="r").shape[1])
+
+
 class DyadicMotionWindows(Dataset):
     """Random windows of (latents, self audio, other audio) from clips whose ``self`` audio is the face's voice."""
 
     def __init__(self, root: str | Path, split: str | None, window: int, context: int, audio_context: int,
                  motion_dir: str | Path | None = None, scale: np.ndarray | None = None, samples_per_epoch: int = 4000,
-                 subset: str = ALL, fixed_windows_per_clip: int = 0, p_spread: float = 0.5) -> None:
+                 subset: str = ALL, fixed_windows_per_clip: int = 0, p_spread: float = 0.5,
+                 stats_clips: int = 1000, max_open: int = 256, index: ClipIndex | None = None) -> None:
         root = Path(root)
         self.motion_dir = Path(motion_dir) if motion_dir is not None else root / "motion"
-        index = ClipIndex(root, split, min_frames=window + 1)
-        meta = {r["id"]: r for r in map(json.loads, (root / "index.jsonl").read_text().splitlines())}
-        ids = [e.id for e in index.entries if e.self_voice and (self.motion_dir / f"{e.id}.npy").is_file()]
+        if index is None:
+            index = ClipIndex(root, split, min_frames=window + 1)
+        on_disk = {n[:-4] for n in os.listdir(self.motion_dir) if n.endswith(".npy")} if self.motion_dir.is_dir() else set()
+        entries = [e for e in index.entries if e.self_voice and e.n_frames >= window + 1 and e.id in on_disk
+                   and (split is None or e.split == split)]
         if subset == ONE_SIDED:
-            ids = [i for i in ids if min(meta[i]["self_speech"], meta[i]["other_speech"]) == 0]
-        if not ids:
-            raise ValueError(f"{root}: no clips with motion latents in split {split!r} ({subset})")
-        self.ids = ids
+            entries = [e for e in entries if min(e.self_speech, e.other_speech) == 0]
+        if not entries:
+            raise ValueError(f"{root}: no clips with motion latents in {self.motion_dir} in split {split!r} ({subset})")
+        self.ids = [e.id for e in entries]
+        self.n_frames = np.array([e.n_frames for e in entries], dtype=np.int64)
         self.root = root
         self.window, self.context, self.audio_context = window, context, audio_context
-        self.scale = scale if scale is not None else motion_stats(self.motion_dir, ids)[1]
+        self.motion_dim = latent_dim(self.motion_dir, self.ids[0])
+        if scale is None:
+            scale = motion_stats(self.motion_dir, stats_subset(self.ids, stats_clips))[1]
+        self.scale = scale
         self.samples_per_epoch = samples_per_epoch
         self.p_spread = p_spread
-        self.latents = {i: np.load(self.motion_dir / f"{i}.npy") for i in ids}
-        self.weights = np.array([len(self.latents[i]) for i in ids], dtype=np.float64)
-        self.weights /= self.weights.sum()
-        self.fixed: list[tuple[str, int]] | None = None
-        if fixed_windows_per_clip:
-            self.fixed = [(i, int(s)) for i in ids
-                          for s in np.linspace(0, len(self.latents[i]) - window, fixed_windows_per_clip).round()]
+        self.max_open = max_open
+        self._open: OrderedDict[str, np.ndarray] = OrderedDict()
+        weights = self.n_frames.astype(np.float64)
+        self.weights = weights / weights.sum()
+        self._cdf = np.cumsum(self.weights)
+        self._cdf /= self._cdf[-1]
+        self.fixed_per_clip = fixed_windows_per_clip
 
     def __len__(self) -> int:
-        return len(self.fixed) if self.fixed is not None else self.samples_per_epoch
+        return len(self.ids) * self.fixed_per_clip if self.fixed_per_clip else self.samples_per_epoch
+
+    def latents(self, cid: str) -> np.ndarray:
+        """(T, D) latents of a clip (memory-mapped)."""
+        lat = self._open.get(cid)
+        if lat is None:
+            lat = np.load(self.motion_dir / f"{cid}.npy", mmap_mode="r")
+            self._open[cid] = lat
+            while len(self._open) > self.max_open:
+                self._open.popitem(last=False)
+        else:
+            self._open.move_to_end(cid)
+        return lat
+
+    def fixed_window(self, i: int) -> tuple[str, int]:
+        """Validation window ``i``: evenly spaced starts over each clip."""
+        k = self.fixed_per_clip
+        c = i // k
+        starts = np.linspace(0, int(self.n_frames[c]) - self.window, k).round()
+        return self.ids[c], int(starts[i % k])
 
     def _audio(self, cid: str, name: str, start: int, stop: int) -> np.ndarray:
         """Samples [start, stop) of a clip's wav, zeros outside it."""
@@ -79,14 +123,16 @@ class DyadicMotionWindows(Dataset):
         return out
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        if self.fixed is not None:
-            cid, s = self.fixed[i]
+        if self.fixed_per_clip:
+            cid, s = self.fixed_window(i)
             rng = np.random.default_rng(i)
         else:
-            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
-            cid = self.ids[int(rng.choice(len(self.ids), p=self.weights))]
-            s = int(rng.integers(0, len(self.latents[cid]) - self.window + 1))
-        lat = self.latents[cid]
+            rng = sample_rng()
+            # the same draws as rng.choice(len(ids), p=weights), without an O(clips) pass per sample
+            c = int(np.searchsorted(self._cdf, rng.random(), side="right"))
+            cid = self.ids[c]
+            s = int(rng.integers(0, int(self.n_frames[c]) - self.window + 1))
+        lat = np.asarray(self.latents(cid), dtype=np.float32)
         mean = lat.mean(axis=0)
         off = (lat - mean) / self.scale
         w, p = self.window, self.context

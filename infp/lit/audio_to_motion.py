@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import pytorch_lightning as pl
@@ -17,8 +18,11 @@ class AudioToMotion(pl.LightningModule):
     """Condition dropout (for classifier-free guidance) and context dropout (for the first window)."""
 
     def __init__(self, net: AudioToMotionNet, optimizer: Callable | None = None, p_drop_cond: float = 0.1,
-                 p_drop_prev: float = 0.1) -> None:
+                 p_drop_prev: float = 0.1, motion_dim: int | None = None) -> None:
         super().__init__()
+        if motion_dim is not None and motion_dim != net.motion_dim:
+            raise ValueError(f"model.motion_dim={motion_dim} but the network's motion_dim is {net.motion_dim} "
+                             "(set model.motion_dim; model.net.motion_dim follows it)")
         self.save_hyperparameters(ignore=["net", "optimizer"])
         self.net = net
         self.schedule = CosineSchedule()
@@ -28,6 +32,11 @@ class AudioToMotion(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and getattr(dm, "kw", {}).get("audio_context", self.net.audio_context) != self.net.audio_context:
             raise ValueError(f"data.audio_context must be {self.net.audio_context} for this audio encoder")
+        dim = getattr(dm, "motion_dim", None)
+        if dim is not None and dim != self.net.motion_dim:
+            folder = dm.kw.get("motion_dir") or Path(dm.root) / "motion"
+            raise ValueError(f"the motion latents in {folder} have {dim} dimensions but model.motion_dim is "
+                             f"{self.net.motion_dim}: train with model.motion_dim={dim} (the stage-1 encoder's size)")
         if dm is not None and getattr(dm, "scale", None) is not None:
             self.net.motion_scale.copy_(torch.as_tensor(dm.scale))
 

@@ -1,4 +1,4 @@
-"""Callbacks: export the network as a safetensors checkpoint folder during and after training."""
+"""Callbacks: export the network as a safetensors checkpoint folder; last.ckpt for resuming; logs that survive a resume."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
 
 log = logging.getLogger(__name__)
 
@@ -32,3 +34,43 @@ class ExportPretrained(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         self._export(trainer, pl_module)
         log.info("exported %s", self.folder)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``<dirpath>/last.ckpt`` every ``every_n_train_steps`` optimizer steps and when fitting ends.
+
+    This is what a rerun of the same command resumes from (``resume: true``), so the steps lost to a crash
+    are at most ``every_n_train_steps``. It is always overwritten in place (no ``last-v1.ckpt``), and a
+    finished run's file holds the final step, so rerunning a finished run trains no further.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int = 250) -> None:
+        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, monitor=None,
+                         every_n_train_steps=every_n_train_steps, enable_version_counter=False)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step > 0 and trainer.global_step != self._last_global_step_saved and not trainer.fast_dev_run:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class RewindLogsOnResume(pl.Callback):
+    """Keep the logs consistent with the checkpoint a run resumes from.
+
+    A run killed after its last checkpoint logged steps that the resumed run trains again. At the start
+    of training this drops them: loggers with a ``rewind(step)`` method (``ResumableCSVLogger``) lose the
+    rows at or after the restored step, and TensorBoard purges those events (``purge_step``). A fresh
+    start rewinds to 0 (an earlier run's rows in the same folder go).
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step = int(trainer.fit_loop.epoch_loop._batches_that_stepped)  # the step the loggers use
+        for lg in trainer.loggers:
+            if hasattr(lg, "rewind"):
+                lg.rewind(step)
+            elif isinstance(lg, TensorBoardLogger) and step > 0 and trainer.is_global_zero:
+                kwargs = getattr(lg, "_kwargs", None)
+                if isinstance(kwargs, dict):  # a new writer that drops the events at step >= ``step``
+                    if getattr(lg, "_experiment", None) is not None:
+                        lg._experiment.close()
+                        lg._experiment = None
+                    kwargs["purge_step"] = step

@@ -59,8 +59,12 @@ class HeadImitation(pl.LightningModule):
         w_adv: float = 0.0,
         w_latent: float = 1e-4,
         identity_pairs: int = 8,
+        motion_dim: int | None = None,
     ) -> None:
         super().__init__()
+        if motion_dim is not None and motion_dim != net.motion_dim:
+            raise ValueError(f"model.motion_dim={motion_dim} but the network's motion_dim is {net.motion_dim} "
+                             "(set model.motion_dim; model.net.motion_dim follows it)")
         self.save_hyperparameters(ignore=["net", "discriminator", "optimizer"])
         self.net = net
         self.discriminator = discriminator if w_adv > 0 else None
