@@ -23,9 +23,11 @@ class HeadImitationData(pl.LightningDataModule):
         val_pairs_per_clip: int = 8,
         cache_frames: bool = True,
         augment: bool = True,
+        mirror: bool = True,
     ) -> None:
         super().__init__()
         self.root = Path(root)
+        self.mirror = mirror
         self.size = size
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -38,7 +40,7 @@ class HeadImitationData(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
             self.train_set = HeadImitationPairs(self.root, "train", self.size, self.samples_per_epoch, self.augment,
-                                                cache_frames=self.cache_frames)
+                                                cache_frames=self.cache_frames, mirror=self.mirror)
             self.val_set = HeadImitationPairs(self.root, "val", self.size, augment=False,
                                               fixed_pairs_per_clip=self.val_pairs_per_clip, cache_frames=self.cache_frames)
 

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from infp.data.clips import ClipIndex, FrameCache, read_clip_frame
 from infp.data.sampling import sample_rng
 from infp.face.masks import motion_input, region_mask
+from infp.models.keypoints import normalise_keypoints
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,12 @@ class HeadImitationPairs(Dataset):
         augment: bool = True,
         fixed_pairs_per_clip: int = 0,
         cache_frames: bool = True,
+        mirror: bool = True,
     ) -> None:
         self.src = ClipSource(root, split, size, cache_frames)
         self.samples_per_epoch = samples_per_epoch
         self.augment = augment
+        self.mirror = mirror
         self.pairs_per_clip = fixed_pairs_per_clip  # > 0: fixed pairs, worked out when read (no clip read here)
         weights = self.src.index.n_frames.astype(np.float64)
         self.weights = weights / weights.sum()
@@ -135,11 +138,15 @@ class HeadImitationPairs(Dataset):
             clip, s, d = self._random_pair(rng)
         src, src_m = self.src.item(clip, s)
         drv, drv_m = self.src.item(clip, d)
-        region = region_mask(self.src.landmarks(clip)[d], self.src.size, dilate=0.06)  # eyes + lips of the target
+        lm = self.src.landmarks(clip)
+        region = region_mask(lm[d], self.src.size, dilate=0.06)  # eyes + lips of the target
+        kp_s, kp_d = normalise_keypoints(lm[s], self.src.size), normalise_keypoints(lm[d], self.src.size)
         if self.augment and rng is not None:
             drv_m = jitter_masked(drv_m, rng)
-            if rng.random() < 0.5:  # mirror the whole pair
+            # mirroring would swap the left/right meaning of the keypoints: only without keypoint supervision
+            if self.mirror and rng.random() < 0.5:
                 src, src_m, drv, drv_m, region = (np.ascontiguousarray(a[:, ::-1]) for a in (src, src_m, drv, drv_m, region))
         return {"source": to_tensor(src), "source_masked": to_tensor(src_m),
                 "driving": to_tensor(drv), "driving_masked": to_tensor(drv_m),
-                "driving_region": torch.from_numpy(np.array(region, dtype=np.float32))[None]}
+                "driving_region": torch.from_numpy(np.array(region, dtype=np.float32))[None],
+                "source_kp": torch.from_numpy(kp_s), "driving_kp": torch.from_numpy(kp_d)}

@@ -42,6 +42,21 @@ def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.T
     }
 
 
+def load_matching(net: torch.nn.Module, folder: str) -> None:
+    """Initialise ``net`` from a saved checkpoint wherever parameter names and shapes agree."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from infp.models.pretrained import WEIGHTS_FILE
+
+    own = net.state_dict()
+    theirs = load_file(str(Path(folder) / WEIGHTS_FILE))
+    matched = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(matched, strict=False)
+    log.info("initialised %d of %d tensors from %s", len(matched), len(own), folder)
+
+
 class HeadImitation(pl.LightningModule):
     """Losses: multi-scale L1 + SSIM, optional VGG perceptual (local weights), optional hinge GAN."""
 
@@ -58,6 +73,8 @@ class HeadImitation(pl.LightningModule):
         perceptual_weights: str | None = None,
         w_adv: float = 0.0,
         w_latent: float = 1e-4,
+        w_keypoints: float = 10.0,
+        init_from: str | None = None,
         identity_pairs: int = 8,
         motion_dim: int | None = None,
     ) -> None:
@@ -67,6 +84,8 @@ class HeadImitation(pl.LightningModule):
                              "(set model.motion_dim; model.net.motion_dim follows it)")
         self.save_hyperparameters(ignore=["net", "discriminator", "optimizer"])
         self.net = net
+        if init_from:
+            load_matching(net, init_from)
         self.discriminator = discriminator if w_adv > 0 else None
         self.optimizer_factory = optimizer or partial(torch.optim.AdamW, lr=2e-4, betas=(0.5, 0.999), weight_decay=0.0)
         self.perceptual = VGGPerceptual.from_weights(perceptual_weights) if (w_perceptual > 0 and perceptual_weights) else None
@@ -80,11 +99,22 @@ class HeadImitation(pl.LightningModule):
         m_drv = self.net.encode_motion(batch["driving_masked"])
         return self.net.render(src, m_drv), src.motion, m_drv
 
+    def keypoint_error(self, batch: dict[str, torch.Tensor], m_src: torch.Tensor, m_drv: torch.Tensor) -> torch.Tensor | None:
+        """Mean L1 (normalised units) of the keypoints decoded from both latents to the landmarks."""
+        if self.net.keypoints is None or "driving_kp" not in batch:
+            return None
+        kp = self.net.decode_keypoints(torch.cat([m_src, m_drv]))
+        return (kp - torch.cat([batch["source_kp"], batch["driving_kp"]])).abs().mean()
+
     def _generator_loss(self, batch, pred, m_src, m_drv) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         hp = self.hparams
         target = batch["driving"]
         parts = {"l1": multiscale_l1(pred, target, tuple(hp.l1_scales))}
         loss = hp.w_l1 * parts["l1"]
+        kp_err = self.keypoint_error(batch, m_src, m_drv) if hp.w_keypoints > 0 else None
+        if kp_err is not None:
+            parts["keypoints"] = kp_err
+            loss = loss + hp.w_keypoints * kp_err
         if hp.w_region > 0 and "driving_region" in batch:
             # eyes and lips are a few percent of the pixels but all of the motion: weigh them up
             region = batch["driving_region"]
@@ -125,8 +155,11 @@ class HeadImitation(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        pred, _, _ = self(batch)
+        pred, m_src, m_drv = self(batch)
         metrics = image_metrics(pred, batch["driving"])
+        kp_err = self.keypoint_error(batch, m_src, m_drv)
+        if kp_err is not None:
+            metrics["keypoints_px"] = kp_err * self.net.image_size / 2  # mean error in pixels of the crop
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=True, batch_size=pred.shape[0], sync_dist=True)
         if len(self._identity_bank) < self.hparams.identity_pairs:
             self._identity_bank.append({k: batch[k][:1].detach() for k in ("source", "source_masked", "driving", "driving_masked")})

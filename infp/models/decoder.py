@@ -1,4 +1,5 @@
-"""Decoder: warped features (B, C, h, w) + warped source RGB (B, 3, 4h, 4w) + m_driving (B, D) -> frame (B, 3, 4h, 4w)."""
+"""Decoder: warped features (B, C, h, w) + warped source RGB (B, 3, 4h, 4w) + m_driving (B, D)
+[+ driving keypoint heatmaps (B, K, h, w)] -> frame (B, 3, 4h, 4w)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ class Decoder(nn.Module):
     so sharp source detail is copied where the warp is right and painted where it is not.
     """
 
-    def __init__(self, feat_channels: int = 64, motion_dim: int = 64, n_res: int = 2, widths: tuple[int, int] = (32, 16)) -> None:
+    def __init__(self, feat_channels: int = 64, motion_dim: int = 64, n_res: int = 2, widths: tuple[int, int] = (32, 16),
+                 n_keypoints: int = 0) -> None:
         super().__init__()
+        # where the driving keypoints are (e.g. how far apart the lips): lets it paint an opening mouth
+        self.kp_map = nn.Conv2d(n_keypoints, feat_channels, 1) if n_keypoints else None
         self.res = nn.ModuleList([ResBlock(feat_channels, motion_dim) for _ in range(n_res)])
         self.up1 = UpBlock(feat_channels, widths[0])
         self.up2 = UpBlock(widths[0], widths[1])
         self.out = nn.Conv2d(widths[1] + 3, 4, 3, 1, 1)
 
-    def forward(self, warped: torch.Tensor, warped_rgb: torch.Tensor, m_drv: torch.Tensor) -> torch.Tensor:
-        h = warped
+    def forward(self, warped: torch.Tensor, warped_rgb: torch.Tensor, m_drv: torch.Tensor,
+                heat_drv: torch.Tensor | None = None) -> torch.Tensor:
+        h = warped if self.kp_map is None else warped + self.kp_map(heat_drv)
         for block in self.res:
             h = block(h, m_drv)
         h = self.up2(self.up1(h))  # (B, w2, 4h, 4w)

@@ -1,4 +1,5 @@
-"""Flow estimator: (appearance (B, C, h, w), m_source (B, D), m_driving (B, D)) -> flow (B, 2, h, w), occlusion (B, 1, h, w)."""
+"""Flow estimator: (appearance (B, C, h, w), m_source, m_driving (B, D), keypoints (B, K, 2) of both)
+-> flow (B, 2, h, w), occlusion (B, 1, h, w)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,27 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from infp.models.keypoints import heatmaps, sparse_motion
 from infp.modules.blocks import ConvBlock, ResBlock
 
 
 class FlowEstimator(nn.Module):
     """A small U-Net over the source features, modulated by both motion latents (FiLM).
 
-    The flow is a backward warp in normalised coordinates, bounded by ``max_flow``; it starts at zero.
+    Its inputs also carry both keypoint sets as heatmaps and the sparse motion between them; the output
+    is a residual on that sparse motion (a backward warp in normalised coordinates, bounded by
+    ``max_flow``), so at initialisation the parts already move with their keypoints.
     """
 
-    def __init__(self, feat_channels: int = 64, motion_dim: int = 64, width: int = 48, max_flow: float = 0.5) -> None:
+    def __init__(self, feat_channels: int = 64, motion_dim: int = 64, width: int = 48, max_flow: float = 0.5,
+                 n_keypoints: int = 0, kp_sigma: float = 0.04) -> None:
         super().__init__()
         z = 3 * motion_dim
         self.max_flow = max_flow
+        self.kp_sigma = kp_sigma
         self.z_map = nn.Linear(z, 16)  # the motion pair, broadcast over the feature map as input channels
-        self.inp = ConvBlock(feat_channels + 16, width)
+        self.kp_map = nn.Conv2d(2 * n_keypoints + 2, 32, 1) if n_keypoints else None
+        self.inp = ConvBlock(feat_channels + 16 + (32 if n_keypoints else 0), width)
         self.down = ConvBlock(width, 2 * width, stride=2)
         self.mid = nn.ModuleList([ResBlock(2 * width, z), ResBlock(2 * width, z)])
         self.up = ConvBlock(2 * width + width, width)
@@ -29,10 +36,18 @@ class FlowEstimator(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, feats: torch.Tensor, m_src: torch.Tensor, m_drv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feats: torch.Tensor, m_src: torch.Tensor, m_drv: torch.Tensor, kp_src: torch.Tensor | None = None,
+                kp_drv: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.cat([m_src, m_drv, m_drv - m_src], dim=1)  # (B, 3D)
         zmap = self.z_map(z)[:, :, None, None].expand(-1, -1, *feats.shape[-2:])
-        h0 = self.inp(torch.cat([feats, zmap], dim=1))  # (B, W, h, w)
+        inputs = [feats, zmap]
+        prior = None
+        if self.kp_map is not None:
+            hw = feats.shape[-2:]
+            prior, heat_drv = sparse_motion(kp_src, kp_drv, *hw, sigma=self.kp_sigma)
+            heat_src = heatmaps(kp_src, *hw, sigma=self.kp_sigma)
+            inputs.append(self.kp_map(torch.cat([heat_drv, heat_src, prior], dim=1)))
+        h0 = self.inp(torch.cat(inputs, dim=1))  # (B, W, h, w)
         h = self.down(h0)  # (B, 2W, h/2, w/2)
         for block in self.mid:
             h = block(h, z)
@@ -40,5 +55,7 @@ class FlowEstimator(nn.Module):
         h = self.res(self.up(torch.cat([h, h0], dim=1)), z)
         out = self.out(h)
         flow = self.max_flow * torch.tanh(out[:, :2])
+        if prior is not None:
+            flow = flow + prior
         occlusion = torch.sigmoid(out[:, 2:3] + 3.0)  # starts near 1: everything visible
         return flow, occlusion

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from infp.models.appearance import AppearanceEncoder
 from infp.models.decoder import Decoder
 from infp.models.flow import FlowEstimator
+from infp.models.keypoints import N_KEYPOINTS, KeypointDecoder, heatmaps
 from infp.models.motion_encoder import MotionEncoder
 from infp.models.pretrained import Pretrained
 from infp.modules.warp import warp
@@ -26,13 +27,15 @@ class SourceCache:
     image: torch.Tensor  # (B, 3, S, S) in [-1, 1]
     feats: torch.Tensor  # (B, C, S/4, S/4)
     motion: torch.Tensor  # (B, D) the portrait's own motion latent
+    keypoints: torch.Tensor | None = None  # (B, K, 2) decoded from ``motion``
 
     def expand(self, batch: int) -> "SourceCache":
         """Repeat a single portrait for a batch of driving latents."""
         if self.image.shape[0] == batch:
             return self
+        kp = None if self.keypoints is None else self.keypoints.expand(batch, -1, -1)
         return SourceCache(self.image.expand(batch, -1, -1, -1), self.feats.expand(batch, -1, -1, -1),
-                           self.motion.expand(batch, -1))
+                           self.motion.expand(batch, -1), kp)
 
 
 class HeadImitationNet(Pretrained):
@@ -51,17 +54,23 @@ class HeadImitationNet(Pretrained):
         max_flow: float = 0.5,
         decoder_res: int = 2,
         decoder_widths: tuple[int, int] = (32, 16),
+        keypoints: bool = False,
+        kp_sigma: float = 0.04,
     ) -> None:
         super().__init__()
         self.config = dict(image_size=image_size, motion_dim=motion_dim, feat_channels=feat_channels,
                            encoder_widths=list(encoder_widths), encoder_input=encoder_input, flow_width=flow_width,
-                           max_flow=max_flow, decoder_res=decoder_res, decoder_widths=list(decoder_widths))
+                           max_flow=max_flow, decoder_res=decoder_res, decoder_widths=list(decoder_widths),
+                           keypoints=keypoints, kp_sigma=kp_sigma)
         self.image_size = image_size
         self.motion_dim = motion_dim
+        self.kp_sigma = kp_sigma
+        n_kp = N_KEYPOINTS if keypoints else 0
         self.motion_encoder = MotionEncoder(motion_dim, tuple(encoder_widths), encoder_input)
+        self.keypoints = KeypointDecoder(motion_dim, N_KEYPOINTS) if keypoints else None
         self.appearance = AppearanceEncoder(feat_channels)
-        self.flow = FlowEstimator(feat_channels, motion_dim, flow_width, max_flow)
-        self.decoder = Decoder(feat_channels, motion_dim, decoder_res, tuple(decoder_widths))
+        self.flow = FlowEstimator(feat_channels, motion_dim, flow_width, max_flow, n_kp, kp_sigma)
+        self.decoder = Decoder(feat_channels, motion_dim, decoder_res, tuple(decoder_widths), n_kp)
 
     def encode_motion(self, masked: torch.Tensor) -> torch.Tensor:
         """masked: (B, 3, S, S) motion-encoder input in [-1, 1] -> (B, D)."""
@@ -69,16 +78,23 @@ class HeadImitationNet(Pretrained):
 
     def prepare_source(self, image: torch.Tensor, masked: torch.Tensor) -> SourceCache:
         """Portrait (B, 3, S, S) and its masked version -> cache reused for every frame."""
-        return SourceCache(image, self.appearance(image), self.motion_encoder(masked))
+        motion = self.motion_encoder(masked)
+        return SourceCache(image, self.appearance(image), motion, self.decode_keypoints(motion))
+
+    def decode_keypoints(self, motion: torch.Tensor) -> torch.Tensor | None:
+        """Motion latents (B, D) -> keypoints (B, K, 2) in [-1, 1] (None for a net without keypoints)."""
+        return None if self.keypoints is None else self.keypoints(motion)
 
     def render(self, source: SourceCache, m_drv: torch.Tensor, return_flow: bool = False):
         """Animate the cached portrait with driving latents (B, D) -> frames (B, 3, S, S) in [-1, 1]."""
         source = source.expand(m_drv.shape[0])
-        flow, occlusion = self.flow(source.feats, source.motion, m_drv)  # (B, 2, h, w), (B, 1, h, w)
+        kp_drv = self.decode_keypoints(m_drv)
+        flow, occlusion = self.flow(source.feats, source.motion, m_drv, source.keypoints, kp_drv)  # (B, 2, h, w), (B, 1, h, w)
         warped = warp(source.feats, flow) * occlusion
         flow_hi = F.interpolate(flow, size=source.image.shape[-2:], mode="bilinear", align_corners=False)
         warped_rgb = warp(source.image, flow_hi)
-        frame = self.decoder(warped, warped_rgb, m_drv)
+        heat = None if kp_drv is None else heatmaps(kp_drv, *warped.shape[-2:], sigma=self.kp_sigma)
+        frame = self.decoder(warped, warped_rgb, m_drv, heat)
         return (frame, flow, occlusion) if return_flow else frame
 
     def forward(self, source: torch.Tensor, source_masked: torch.Tensor, driving_masked: torch.Tensor) -> torch.Tensor:

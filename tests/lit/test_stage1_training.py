@@ -53,3 +53,32 @@ def test_gpu_experiments_compose_and_instantiate(experiment, size):
     x = torch.zeros(1, 3, size, size)
     with torch.no_grad():
         assert model.net(x, x, x).shape == (1, 3, size, size)
+
+
+def test_keypoint_supervision_and_warm_start(tmp_path, sample_corpus):
+    """The keypoint decoder is trained against the face-mesh landmarks; init_from copies matching weights."""
+    cfg = _cfg(["experiment=stage1_debug", f"paths.corpus={sample_corpus}", "paths.output_dir=/tmp/unused"])
+    model = instantiate(cfg.model)
+    assert model.net.keypoints is not None and cfg.data.mirror is False
+    dm = instantiate(cfg.data)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["driving_kp"].shape == (2, model.net.keypoints.n_keypoints, 2)
+    opt = torch.optim.Adam(model.net.keypoints.parameters(), lr=3e-3)
+    errors = []
+    for _ in range(30):
+        _, m_src, m_drv = model(batch)
+        err = model.keypoint_error(batch, m_src.detach(), m_drv.detach())
+        opt.zero_grad()
+        err.backward()
+        opt.step()
+        errors.append(float(err))
+    assert errors[-1] < 0.5 * errors[0]
+    # warm start from a checkpoint without keypoints: everything but the keypoint layers is copied
+    plain = HeadImitationNet(**{**model.net.config, "keypoints": False})
+    plain.save_pretrained(tmp_path / "plain")
+    cfg2 = _cfg(["experiment=stage1_debug", f"paths.corpus={sample_corpus}", "paths.output_dir=/tmp/unused",
+                 f"model.init_from={tmp_path / 'plain'}"])
+    warm = instantiate(cfg2.model)
+    same = [k for k, v in plain.state_dict().items() if torch.equal(warm.net.state_dict()[k], v)]
+    assert "motion_encoder.head.2.weight" in same and len(same) >= len(plain.state_dict()) - 4

@@ -87,3 +87,49 @@ def test_identity_score_prefers_the_source(samples):
     assert identity_score([a], [a], [b]) == pytest.approx(1.0)
     assert identity_score([b], [a], [b]) == pytest.approx(-1.0)
     assert identity_score([np.zeros_like(a)], [a], [b]) is None
+
+
+def test_keypoints_of_real_landmarks_and_their_sparse_motion(samples):
+    from infp.models.keypoints import KEYPOINTS, N_KEYPOINTS, heatmaps, normalise_keypoints, sparse_motion
+    from infp.pipelines.portrait import load_portrait
+
+    pt = load_portrait(samples / "portraits" / "lp_s5.jpg", 256)
+    kp = normalise_keypoints(pt.landmarks, 256)
+    assert kp.shape == (N_KEYPOINTS, 2) and len(set(KEYPOINTS)) == N_KEYPOINTS
+    assert np.abs(kp).max() < 1
+    # pixel (x, y) -> normalised (x / S * 2 - 1): the mouth corner lands where grid_sample reads it
+    assert np.allclose(kp[0], pt.landmarks[61] / 128 - 1)
+    kp_t = torch.from_numpy(kp)[None]
+    heat = heatmaps(kp_t, 64, 64)
+    peak = heat[0, 0].flatten().argmax()
+    px, py = (kp[0] + 1) * 32 - 0.5
+    assert abs(int(peak % 64) - px) <= 1 and abs(int(peak // 64) - py) <= 1
+    # no keypoint moves -> no motion; the lower lip moves down -> the flow there points back up to it
+    flow, _ = sparse_motion(kp_t, kp_t, 64, 64)
+    assert flow.abs().max() == 0
+    moved = kp_t.clone()
+    lower_lip = KEYPOINTS.index(17)
+    moved[0, lower_lip, 1] += 0.1
+    flow, _ = sparse_motion(kp_t, moved, 64, 64)
+    x, y = ((moved[0, lower_lip] + 1) * 32 - 0.5).round().long().tolist()
+    assert flow[0, 1, y, x] < -0.05 and abs(float(flow[0, 0, y, x])) < 0.02
+    assert flow[0, :, 2, 2].abs().max() < 1e-6  # far from the face nothing moves
+
+
+def test_keypoint_net_round_trip_and_flow_follows_keypoints(tmp_path):
+    torch.manual_seed(0)
+    net = HeadImitationNet(**TINY, keypoints=True).eval()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    src = net.prepare_source(x, x)
+    assert src.keypoints.shape == (2, net.keypoints.n_keypoints, 2)
+    m = net.encode_motion(x.flip(0))
+    _, flow, _ = net.render(src, m, return_flow=True)
+    from infp.models.keypoints import sparse_motion
+
+    prior, _ = sparse_motion(src.keypoints, net.decode_keypoints(m), 16, 16)
+    assert torch.allclose(flow, prior, atol=1e-6)  # untrained residual is zero: the flow is the keypoint motion
+    with torch.no_grad():
+        ref = net(x, x, x.flip(0))
+    net.save_pretrained(tmp_path / "kp")
+    with torch.no_grad():
+        assert torch.equal(HeadImitationNet.from_pretrained(tmp_path / "kp")(x, x, x.flip(0)), ref)
