@@ -25,14 +25,11 @@ from infp.io import is_silent, read_dialogue, write_video
 from infp.io.atomic import atomic_write_text
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.pretrained import checkpoint_id
-from infp.pipelines.motion import MotionStream
 from infp.pipelines.portrait import Portrait, load_portrait
 from infp.pipelines.reenact import Stage1Runner
+from infp.pipelines.streaming import STATES, StreamingSession
 
 log = logging.getLogger(__name__)
-
-STATES = ("idle", "speaking", "listening", "both")
-
 
 @dataclass
 class RenderSettings:
@@ -104,36 +101,33 @@ class Pipeline:
 
     def frames(self, portrait: Portrait, own: np.ndarray, other: np.ndarray, settings: RenderSettings,
                vad: np.ndarray | None = None, timings: dict | None = None) -> Iterator[np.ndarray]:
-        """Yield exactly ceil(N / 640) frames for (self, other) audio of N samples each."""
+        """Yield exactly ceil(N / 640) frames for (self, other) audio of N samples each.
+
+        Runs the streaming loop (``StreamingSession``) hop by hop over the file, with the whole file's
+        voice activity ``vad`` (T, 2) for the overlay.
+        """
         n_frames = -(-len(own) // SAMPLES_PER_FRAME)
-        source = self.stage1.source(portrait)
-        stream = MotionStream(self.stage2, source.motion[0], steps=settings.steps, cfg_scale=settings.cfg_scale,
-                              seed=settings.seed, device=self.device)
-        states = conversation_state(vad, settings.vad_threshold) if vad is not None else None
-        hop = stream.window * SAMPLES_PER_FRAME
-        timings = timings if timings is not None else {}
-        timings.setdefault("stage2_s", 0.0)
-        timings.setdefault("stage1_s", 0.0)
-        t = 0
+        session = self.session(portrait, settings, vad=vad if vad is not None else np.zeros((n_frames, 2), np.float32),
+                               overlay=settings.overlay and vad is not None, timings=timings)
+        hop = session.hop
         for start in range(0, n_frames * SAMPLES_PER_FRAME, hop):
             a, b = own[start:start + hop], other[start:start + hop]
             if len(a) < hop:
                 a, b = np.pad(a, (0, hop - len(a))), np.pad(b, (0, hop - len(b)))
-            t0 = time.perf_counter()
-            lat = stream.push(a, b)
-            t1 = time.perf_counter()
-            imgs = self.stage1.render(source, torch.from_numpy(lat))
-            timings["stage2_s"] += t1 - t0
-            timings["stage1_s"] += time.perf_counter() - t1
-            for img in imgs:
-                if t >= n_frames:
+            session.feed(a, b)
+            for frame in session.step():
+                if frame.index >= n_frames:
                     return
-                if settings.paste_back:
-                    img = portrait.paste(img)
-                if settings.overlay and vad is not None:
-                    img = draw_overlay(img, vad, t, states[t])
-                yield img
-                t += 1
+                yield frame.image
+
+    def session(self, portrait: Portrait, settings: RenderSettings, vad: np.ndarray | None = None,
+                overlay: bool | None = None, render_batch: int | None = None, timings: dict | None = None) -> StreamingSession:
+        """A ``StreamingSession`` of this pipeline's two stages for ``portrait`` (streaming VAD if ``vad`` is None)."""
+        return StreamingSession(self.stage1, self.stage2, portrait, steps=settings.steps, cfg_scale=settings.cfg_scale,
+                                seed=settings.seed, paste_back=settings.paste_back,
+                                overlay=settings.overlay if overlay is None else overlay, vad=vad,
+                                vad_threshold=settings.vad_threshold, render_batch=render_batch, device=self.device,
+                                timings=timings)
 
     def render(
         self,

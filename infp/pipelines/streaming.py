@@ -1,0 +1,234 @@
+"""The one streaming loop: both audio channels in, frames stamped on the audio clock out.
+
+``StreamingSession`` takes audio of both channels in chunks of any size. Each time a full hop of
+``window`` frames (4 frames = 160 ms = 2560 samples) has arrived it runs, for that hop:
+
+1. per-channel voice activity (silero, streaming) and level of every frame;
+2. stage-2 motion generation (``MotionStream``: the same windows and noise as offline);
+3. stage-1 rendering of the hop's frames (optionally pasted back and overlaid).
+
+Every frame is stamped with its index ``k`` on the audio clock: it shows the audio samples
+``[640 k, 640 (k + 1))`` of both channels, ``pts = k / 25`` s. A caller that runs in real time passes
+a ``drop`` predicate; a frame it declares late is not rendered (its motion is still generated, so the
+motion stays continuous), which keeps latency from growing when the CPU cannot keep up.
+
+The offline renderer (``Pipeline.frames``) runs this same loop hop by hop, with the whole file's
+voice activity given up front; the live demo (``infp.demo``) runs it with streaming voice activity.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from infp.audio.vad import StreamingVAD
+from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, VAD_CHUNK
+from infp.models.audio_to_motion import AudioToMotionNet
+from infp.pipelines.motion import MotionStream
+from infp.pipelines.portrait import Portrait
+from infp.pipelines.reenact import Stage1Runner
+
+STATES = ("idle", "speaking", "listening", "both")
+OVERLAY_LANE = 50  # frames of voice activity drawn by the overlay
+
+
+def frame_state(vad_self: float, vad_other: float, threshold: float = 0.5) -> str:
+    """idle / speaking (self only) / listening (other only) / both, from one frame's two VAD values."""
+    return STATES[int(vad_self > threshold) + 2 * int(vad_other > threshold)]
+
+
+def level_db(x: np.ndarray) -> float:
+    """RMS level of a chunk in dBFS (floor -100)."""
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
+    return max(-100.0, 20.0 * math.log10(max(rms, 1e-5)))
+
+
+@dataclass
+class StreamFrame:
+    """One output frame, stamped on the audio clock."""
+
+    index: int  # k: shows audio samples [640 k, 640 (k + 1)) of both channels
+    vad: tuple[float, float]  # speech probability (self, other)
+    level: tuple[float, float]  # RMS dBFS (self, other)
+    state: str  # idle / speaking / listening / both
+    latent: np.ndarray  # (D,) stage-1 motion latent
+    image: np.ndarray | None = None  # (S, S, 3) or the pasted-back portrait; None when dropped
+    render_s: float = 0.0  # rendering time spent on this frame (its share of a batch)
+    info: dict = field(default_factory=dict)  # free for callers (wall-clock stamps of a live session)
+
+    @property
+    def pts(self) -> float:
+        """Presentation time in seconds on the audio clock."""
+        return self.index / FPS
+
+    @property
+    def dropped(self) -> bool:
+        return self.image is None
+
+
+class StreamingSession:
+    """Stateful dyadic streaming generator; see the module docstring.
+
+    ``vad``: per-frame (T, 2) speech probabilities known in advance (the offline renderer passes the
+    whole file's), or None to run silero VAD on the stream as it arrives.
+    ``render_batch``: frames rendered per stage-1 call (4 = one call per hop: best throughput;
+    1 = each frame leaves as soon as it is drawn: lowest latency).
+    """
+
+    def __init__(self, stage1: Stage1Runner, stage2: AudioToMotionNet, portrait: Portrait, *, steps: int = 6,
+                 cfg_scale: float = 2.0, seed: int = 0, paste_back: bool = False, overlay: bool = False,
+                 vad: np.ndarray | None = None, vad_threshold: float = 0.5, render_batch: int | None = None,
+                 device: str | torch.device = "cpu", timings: dict | None = None) -> None:
+        self.stage1 = stage1
+        self.device = torch.device(device)
+        self.portrait = portrait
+        self.source = stage1.source(portrait)
+        self.motion = MotionStream(stage2, self.source.motion[0], steps=steps, cfg_scale=cfg_scale, seed=seed,
+                                   device=self.device)
+        self.paste_back, self.overlay = paste_back, overlay
+        self.vad_threshold = vad_threshold
+        self.window = self.motion.window
+        self.hop = self.window * SAMPLES_PER_FRAME
+        self.render_batch = render_batch or self.window
+        self._given_vad = None if vad is None else np.asarray(vad, np.float32)
+        self._vad = StreamingVAD(2) if vad is None else None
+        self._chunk_probs: deque[np.ndarray] = deque(maxlen=64)  # recent 512-sample VAD steps
+        self._chunks_seen = 0
+        self._buf = np.zeros((2, 0), np.float32)  # received audio not yet turned into a hop
+        self._history: deque[np.ndarray] = deque(maxlen=OVERLAY_LANE)  # recent per-frame VAD, for the overlay
+        self.samples_in = 0  # samples received per channel (the audio clock)
+        self.frames_out = 0  # frames produced (rendered or dropped)
+        self.drop: Callable[[int], bool] | None = None
+        self.timings = timings if timings is not None else {}
+        self.timings.setdefault("stage2_s", 0.0)
+        self.timings.setdefault("stage1_s", 0.0)
+
+    # -- audio in ---------------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return self.portrait.crop.shape[0]
+
+    @property
+    def ready_hops(self) -> int:
+        """Hops whose audio is complete and that have not been generated yet."""
+        return self._buf.shape[1] // self.hop
+
+    def feed(self, own: np.ndarray, other: np.ndarray) -> None:
+        """Append equal-length chunks of both channels (16 kHz mono float32); nothing is generated yet."""
+        own, other = np.asarray(own, np.float32).reshape(-1), np.asarray(other, np.float32).reshape(-1)
+        if len(own) != len(other):
+            raise ValueError("self and other chunks must have the same length")
+        pair = np.stack([own, other])
+        if self._vad is not None:
+            probs = self._vad.push(pair)
+            self._chunk_probs.extend(probs)
+            self._chunks_seen += len(probs)
+        self._buf = np.concatenate([self._buf, pair], axis=1)
+        self.samples_in += len(own)
+
+    def push(self, own: np.ndarray, other: np.ndarray) -> list[StreamFrame]:
+        """``feed`` then generate every complete hop; returns the new frames."""
+        self.feed(own, other)
+        out: list[StreamFrame] = []
+        while self.ready_hops:
+            out.extend(self.step())
+        return out
+
+    def flush(self) -> list[StreamFrame]:
+        """End of the conversation: pad the pending audio with silence to a full hop and generate it.
+
+        Returns only the frames that show received audio (ceil(samples / 640) frames in all).
+        """
+        if self._buf.shape[1] == 0:
+            return []
+        pending = self._buf.shape[1] % self.hop
+        total = -(-self.samples_in // SAMPLES_PER_FRAME)
+        if pending:
+            z = np.zeros(self.hop - pending, np.float32)
+            self.feed(z, z)
+            self.samples_in -= len(z)
+        out: list[StreamFrame] = []
+        while self.ready_hops:
+            out.extend(f for f in self.step() if f.index < total)
+        return out
+
+    # -- one hop ----------------------------------------------------------------------------------
+    def step(self) -> Iterator[StreamFrame]:
+        """Generate the next ready hop; frames are yielded as soon as each is rendered (or dropped)."""
+        if not self.ready_hops:
+            return
+        hop_audio, self._buf = self._buf[:, : self.hop], self._buf[:, self.hop:]
+        first = self.frames_out
+        self.frames_out += self.window
+        t0 = time.perf_counter()
+        latents = self.motion.push(hop_audio[0], hop_audio[1])
+        self.timings["stage2_s"] += time.perf_counter() - t0
+        frames = []
+        for j in range(self.window):
+            k = first + j
+            seg = hop_audio[:, j * SAMPLES_PER_FRAME:(j + 1) * SAMPLES_PER_FRAME]
+            vad = self._frame_vad(k)
+            self._history.append(vad)
+            frames.append(StreamFrame(k, (float(vad[0]), float(vad[1])), (level_db(seg[0]), level_db(seg[1])),
+                                      frame_state(vad[0], vad[1], self.vad_threshold), latents[j],
+                                      info={"overlay_vad": np.stack(self._history)} if self.overlay else {}))
+        for g in range(0, self.window, self.render_batch):
+            group = frames[g:g + self.render_batch]
+            keep = [f for f in group if self.drop is None or not self.drop(f.index)]
+            if keep:
+                t0 = time.perf_counter()
+                images = self.stage1.render(self.source, torch.from_numpy(np.stack([f.latent for f in keep])))
+                spent = time.perf_counter() - t0
+                self.timings["stage1_s"] += spent
+                for f, img in zip(keep, images):
+                    f.image = self._finish(img, f)
+                    f.render_s = spent / len(keep)
+            yield from group
+
+    def _finish(self, img: np.ndarray, f: StreamFrame) -> np.ndarray:
+        from infp.pipelines.render import draw_overlay
+
+        if self.paste_back:
+            img = self.portrait.paste(img)
+        if self.overlay:
+            hist = f.info.pop("overlay_vad")
+            img = draw_overlay(img, hist, len(hist) - 1, f.state)
+        return img
+
+    def _frame_vad(self, k: int) -> np.ndarray:
+        """(self, other) speech probability of frame k: given, or interpolated from the streaming VAD."""
+        if self._given_vad is not None:
+            return self._given_vad[k] if k < len(self._given_vad) else np.zeros(2, np.float32)
+        if not self._chunk_probs:
+            return np.zeros(2, np.float32)
+        # chunk probabilities resampled at the frame's centre (as infp.audio.vad.chunk_to_frame_prob);
+        # chunks not complete yet are held at the last value
+        start = self._chunks_seen - len(self._chunk_probs)
+        probs = np.stack(self._chunk_probs)
+        centres = (np.arange(start, self._chunks_seen) + 0.5) * VAD_CHUNK
+        t = (k + 0.5) * SAMPLES_PER_FRAME
+        return np.array([np.interp(t, centres, probs[:, c]) for c in range(2)], np.float32)
+
+    # -- live adjustments -------------------------------------------------------------------------
+    def set_portrait(self, portrait: Portrait) -> None:
+        """Render from now on with another crop of the portrait (e.g. a smaller size); motion continues."""
+        self.portrait = portrait
+        self.source = self.stage1.source(portrait)
+
+    def set_steps(self, steps: int) -> None:
+        """Diffusion steps of the next hops (fewer: cheaper motion generation)."""
+        self.motion.steps = steps
+
+    @property
+    def lookahead_s(self) -> float:
+        return (self.window - 1) / FPS
+
+    @property
+    def hop_s(self) -> float:
+        return self.hop / SAMPLE_RATE
