@@ -124,6 +124,68 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from infp.io import read_dialogue
+    from infp.paths import REPO_ROOT
+    from infp.pipelines.render import Pipeline, RenderSettings, check_dialogue
+
+    torch.set_num_threads(args.threads)
+    portrait = args.portrait or REPO_ROOT / "data" / "samples" / "portraits" / "lp_s1.jpg"
+    if args.delay_ms < 50:
+        raise InfpError("--delay-ms must be at least 50")
+    if args.simulate:
+        if args.audio is None and args.self_audio is None:
+            raise InfpError("--simulate needs the voices: --self AGENT.wav [--other USER.wav] or --audio DIALOG.wav")
+        if args.audio is not None and (args.self_audio is not None or args.other_audio is not None):
+            raise InfpError("give either --audio (stereo dialogue) or --self/--other, not both")
+        if args.record is not None and args.record.suffix.lower() != ".mp4":
+            raise InfpError("recording must be an .mp4 file", args.record)
+        if args.audio is not None:
+            own, other = read_dialogue(args.audio, self_channel=args.self_channel)
+        else:
+            own, other = read_dialogue(self_audio=args.self_audio, other_audio=args.other_audio)
+        check_dialogue(own, other, args.audio or args.self_audio)
+    elif args.record is not None or args.self_audio is not None or args.other_audio is not None or args.audio is not None:
+        raise InfpError("--self/--other/--audio/--record go with --simulate; on the page, choose the agent's voice and press Record")
+    pipe = Pipeline.from_pretrained(args.checkpoint, args.device)
+    if args.size is not None and (args.size > pipe.size or args.size % 16):
+        raise InfpError(f"--size must be a multiple of 16 and at most the checkpoint's {pipe.size}")
+    settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, face_index=args.face_index)
+    delay = args.delay_ms / 1000
+    if args.simulate:
+        from infp.demo.simulate import simulate
+
+        def progress(live) -> None:
+            if not args.quiet:
+                snap = live.snapshot()
+                print(f"  {snap['clock_s']:.0f} s: {snap['fps']} fps, latency p50 {snap['latency_ms']['p50']} ms "
+                      f"p95 {snap['latency_ms']['p95']} ms, {snap['size']}x{snap['size']}", flush=True)
+
+        report_path = args.report or (args.record.with_suffix(".json") if args.record is not None else None)
+        rep = simulate(pipe, portrait, own, other, settings, size=args.size, delay=delay, render_batch=args.batch,
+                       adapt=not args.no_adapt, record=args.record, report=report_path, progress=progress)
+        lat = rep["latency_ms"]
+        print(f"simulated {rep['duration_s']} s: {rep['delivered']}/{rep['frames']} frames delivered ({rep['fps']} fps), "
+              f"{rep['dropped']} dropped, {rep['late']} late; latency p50 {lat['p50']} ms, p95 {lat['p95']} ms; "
+              f"rendered at {rep['level']['size']}x{rep['level']['size']}, {rep['level']['steps']} steps")
+        if rep["note"]:
+            print(f"note: {rep['note']}")
+        if args.record is not None:
+            print(f"wrote {args.record} ({rep['recording']['frames']} frames, both voices: left = self, right = other)")
+        return 0
+    from infp.demo.server import DemoServer, serve
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s: anyone who can reach this address can use the microphone page", args.host)
+    audio_dir = args.audio_dir or REPO_ROOT / "data" / "samples" / "audio"
+    server = DemoServer(pipe, portrait, settings, size=args.size, delay=delay, render_batch=args.batch,
+                        adapt=not args.no_adapt, audio_dir=audio_dir, record_dir=args.record_dir)
+    serve(server, args.host, args.port)
+    return 0
+
+
 def _default_checkpoint(stage: str) -> Path:
     from infp.weights import starter_checkpoint
 
@@ -198,6 +260,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_extract_motion)
+
+    p = sub.add_parser("demo", help="live full-duplex demo: a local web page (microphone = partner), or --simulate from files")
+    p.add_argument("--portrait", type=Path, default=None, help="image with a face (default: a sample portrait)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="folder with stage1/ and stage2/ (default: starter weights)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
+    p.add_argument("--size", type=int, default=None, help="render size to start at (default: the checkpoint's)")
+    p.add_argument("--steps", type=int, default=6, help="diffusion sampling steps to start at")
+    p.add_argument("--cfg-scale", type=float, default=2.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--face-index", type=int, default=None, help="face of the portrait, i-th from the left")
+    p.add_argument("--delay-ms", type=float, default=250.0,
+                   help="presentation delay: a frame and the agent's audio play this long after their audio arrived")
+    p.add_argument("--batch", type=int, default=1, choices=(1, 2, 4), help="frames per rendering call (1: lowest latency)")
+    p.add_argument("--no-adapt", action="store_true", help="keep size and steps even when frames are late")
+    p.add_argument("--audio-dir", type=Path, default=None, help="agent voice files offered on the page (default: the samples)")
+    p.add_argument("--record-dir", type=Path, default=Path("outputs/demo"), help="where the page's recordings go")
+    p.add_argument("--simulate", action="store_true", help="no browser: run the live loop paced in real time from files")
+    p.add_argument("--self", dest="self_audio", type=Path, default=None, help="--simulate: the agent's voice")
+    p.add_argument("--other", dest="other_audio", type=Path, default=None, help="--simulate: the user's voice (the microphone)")
+    p.add_argument("--audio", type=Path, default=None, help="--simulate: stereo dialogue (channel 0 = agent, 1 = user)")
+    p.add_argument("--self-channel", type=int, default=0, choices=(0, 1), help="which channel of --audio is the agent")
+    p.add_argument("--record", type=Path, default=None, help="--simulate: save the session as this .mp4 (both voices)")
+    p.add_argument("--report", type=Path, default=None, help="--simulate: figures as JSON (default: beside --record)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("vad", help="speech per channel of an audio file (silero VAD at 25 fps)")
     p.add_argument("audio", type=Path)

@@ -141,7 +141,8 @@ class VideoWriter:
 
     Frames are piped to ffmpeg as they come; the file appears at ``path`` only when ``close()``
     succeeds. Audio (mono (N,) or (C, N) float at ``sample_rate``) is padded or trimmed to exactly the
-    video's duration, so audio and video stay in sync however long the file is.
+    video's duration, so audio and video stay in sync however long the file is. ``audio`` may also be
+    the path of an audio file (e.g. a WAV written while recording), muxed as it is.
     """
 
     def __init__(
@@ -224,11 +225,12 @@ class VideoWriter:
         return self.path
 
     def _mux(self, out: Path) -> None:
-        n = round(self.n_frames / self.fps * self.sample_rate)
-        audio = pad_to(np.asarray(self.audio, dtype=np.float32), n)
-        wav = temp_sibling(self.path.with_suffix(".wav"))
+        given = isinstance(self.audio, (str, Path))
+        wav = Path(self.audio) if given else temp_sibling(self.path.with_suffix(".wav"))
         try:
-            write_wav(wav, audio, self.sample_rate, subtype="FLOAT")
+            if not given:
+                n = round(self.n_frames / self.fps * self.sample_rate)
+                write_wav(wav, pad_to(np.asarray(self.audio, dtype=np.float32), n), self.sample_rate, subtype="FLOAT")
             proc = subprocess.run(
                 [ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i", str(self._video_tmp), "-i", str(wav),
                  "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "160k",
@@ -239,7 +241,8 @@ class VideoWriter:
                 err = proc.stderr.decode(errors="replace").strip().splitlines()
                 raise MediaError(f"muxing audio failed ({err[-1] if err else proc.returncode})", self.path)
         finally:
-            wav.unlink(missing_ok=True)
+            if not given:
+                wav.unlink(missing_ok=True)
 
     def _cleanup(self) -> None:
         self._video_tmp.unlink(missing_ok=True)

@@ -31,6 +31,7 @@ from infp.pipelines.streaming import STATES, StreamingSession
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class RenderSettings:
     """Everything that determines a rendering (written beside the output as OUT.json)."""
