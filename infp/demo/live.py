@@ -183,6 +183,19 @@ class SessionRecorder:
             if self.next_frame >= self.end_frame:
                 self._close_soon()
 
+    def complete(self) -> None:
+        """Close now, repeating the last picture up to the end (when the input stopped before the frames caught up)."""
+        with self._lock:
+            if self.done.is_set() or self.end_frame is None or self.next_frame >= self.end_frame:
+                return
+            try:
+                while self.next_frame < self.end_frame:
+                    self._video.write(self._last)
+                    self.next_frame += 1
+            except Exception as e:  # noqa: BLE001
+                self.error = e
+        self._close()
+
     def _close_soon(self) -> None:
         """Mux on another thread, so the live loop does not wait for ffmpeg."""
         threading.Thread(target=self._close, name="infp-record", daemon=True).start()
@@ -280,6 +293,7 @@ class LiveSession:
         self.sink = sink
         self.session = pipe.session(portraits[levels[0].size], settings, vad=None, overlay=False, render_batch=render_batch)
         self.session.set_steps(levels[0].steps)
+        self.session.warm_up_vad()
         self.session.drop = self._should_drop
         self.agent = AgentVoice()
         self.stats = LiveStats(keep_records)
@@ -358,16 +372,20 @@ class LiveSession:
             self.recorder = SessionRecorder(path, first, still)
             return self.recorder
 
-    def stop_recording(self, timeout: float = 30.0) -> SessionRecorder:
-        """End the recording at the current audio clock; blocks until its last frame is written."""
+    def stop_recording(self, wait: float | None = None) -> SessionRecorder:
+        """End the recording at the current audio clock; blocks until its last frame is written.
+
+        The frames up to the end need a hop of audio more; if the input stops before they come
+        (``wait`` s, default: the delay plus a second), the last picture is repeated up to the end.
+        """
         with self._lock:
             rec = self.recorder
-            if rec is None:
+            if rec is None or rec.end_frame is not None:
                 raise InfpError("not recording")
             rec.stop(self.samples)
-        if not rec.done.wait(timeout):
-            rec.abort()
-            raise InfpError("the recording did not catch up with the audio", rec.path)
+        if not rec.done.wait(self.delay + 1.0 if wait is None else wait):
+            rec.complete()
+            rec.done.wait(60)
         if rec.error is not None:
             raise InfpError(f"recording failed ({rec.error})", rec.path)
         return rec
@@ -476,8 +494,14 @@ class LiveSession:
 
 
 def warm_up(pipe, portraits: dict[int, Portrait], render_batch: int = 1) -> None:
-    """Run each render size once, so the first live frames do not pay for start-up allocations."""
-    for pt in portraits.values():
+    """Run motion generation and each render size once, so the first live frames do not pay for start-up."""
+    from infp.pipelines.motion import MotionStream
+
+    for i, pt in enumerate(portraits.values()):
         src = pipe.stage1.source(pt)
+        if i == 0:
+            stream = MotionStream(pipe.stage2, src.motion[0], steps=2, device=pipe.device)
+            silence = np.zeros(2 * stream.window * SAMPLES_PER_FRAME, np.float32)
+            stream.push(silence, silence)
         for _ in range(2):
             pipe.stage1.render(src, src.motion.expand(render_batch, -1).clone())

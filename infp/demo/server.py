@@ -65,13 +65,16 @@ class StreamResampler:
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
-        self._pos = 0.0  # position of the next output sample, in input samples relative to _last
-        self._last = np.zeros(1, np.float32)
+        self._pos = 0.0  # position of the next output sample, in input samples from the start of _last
+        self._last = np.zeros(0, np.float32)  # the last input sample (needed to interpolate across messages)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.rate == SAMPLE_RATE:
             return x
         buf = np.concatenate([self._last, x])
+        if len(buf) < 2:
+            self._last = buf
+            return np.zeros(0, np.float32)
         step = self.rate / SAMPLE_RATE
         t = np.arange(self._pos, len(buf) - 1, step)
         out = np.interp(t, np.arange(len(buf)), buf).astype(np.float32)

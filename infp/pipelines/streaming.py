@@ -215,6 +215,12 @@ class StreamingSession:
         t = (k + 0.5) * SAMPLES_PER_FRAME
         return np.array([np.interp(t, centres, probs[:, c]) for c in range(2)], np.float32)
 
+    def warm_up_vad(self) -> None:
+        """Run the streaming VAD on silence once and reset it (its first calls are slow), before a live start."""
+        if self._vad is not None:
+            self._vad.push(np.zeros((2, 4 * VAD_CHUNK), np.float32))
+            self._vad.reset()
+
     # -- live adjustments -------------------------------------------------------------------------
     def set_portrait(self, portrait: Portrait) -> None:
         """Render from now on with another crop of the portrait (e.g. a smaller size); motion continues."""

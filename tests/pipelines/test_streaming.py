@@ -1,0 +1,140 @@
+"""StreamingSession: one loop for offline and live; frame stamps, dropping, state switching on real speech."""
+
+import math
+
+import numpy as np
+import pytest
+
+from infp.audio.vad import frame_speech_prob
+from infp.io import read_audio
+from infp.models.audio_to_motion import AudioToMotionNet
+from infp.models.head_imitation import HeadImitationNet
+from infp.pipelines.portrait import load_portrait
+from infp.pipelines.render import Pipeline, RenderSettings, conversation_state
+from infp.pipelines.streaming import StreamingSession, frame_state, level_db
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    HeadImitationNet(image_size=64, motion_dim=8, feat_channels=16, encoder_widths=(8, 16), encoder_input=64,
+                     flow_width=8, decoder_res=1, decoder_widths=(8, 8)).save_pretrained(folder / "stage1")
+    AudioToMotionNet(motion_dim=8, audio_dim=16, audio_hidden=16, guide_dim=32, bank_size=8, style_dim=8,
+                     dit_dim=32, depth=1).save_pretrained(folder / "stage2")
+    return Pipeline.from_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def portrait(samples):
+    return load_portrait(samples / "portraits" / "lp_s1.jpg", 64)
+
+
+@pytest.fixture(scope="module")
+def turns(samples):
+    """A real exchange: the partner talks (2.4 s), a pause, then the portrait's own voice talks (2.4 s)."""
+    user = read_audio(samples / "audio" / "hallo_3.flac")[0][: int(2.4 * 16000)]
+    agent = read_audio(samples / "audio" / "ditto.flac")[0][: int(2.4 * 16000)]
+    gap = np.zeros(int(0.6 * 16000), np.float32)
+    own = np.concatenate([np.zeros_like(user), gap, agent]).astype(np.float32)
+    other = np.concatenate([user, gap, np.zeros_like(agent)]).astype(np.float32)
+    return own, other
+
+
+def _feed_in_chunks(session, own, other, sizes):
+    frames, pos, i = [], 0, 0
+    while pos < len(own):
+        n = sizes[i % len(sizes)]
+        frames += session.push(own[pos:pos + n], other[pos:pos + n])
+        pos += n
+        i += 1
+    return frames + session.flush()
+
+
+def test_chunked_stream_equals_offline_render(pipe, portrait, turns):
+    """Any chunking of the stream gives exactly the offline renderer's frames (same seed, same loop)."""
+    own, other = turns[0][:40_000], turns[1][:40_000]  # 2.5 s: not a whole number of hops
+    settings = RenderSettings(steps=2, seed=5, overlay=True)
+    vad = frame_speech_prob(np.stack([own, other]))
+    offline = list(pipe.frames(portrait, own, other, settings, vad))
+    session = pipe.session(portrait, settings, vad=vad)
+    frames = _feed_in_chunks(session, own, other, [333, 2000, 7, 5120, 640])
+    n = math.ceil(len(own) / 640)
+    assert len(offline) == n == len(frames)
+    assert [f.index for f in frames] == list(range(n))
+    assert all(np.array_equal(a, f.image) for a, f in zip(offline, frames))
+
+
+def test_frames_are_stamped_on_the_audio_clock(pipe, portrait, turns):
+    own, other = turns
+    session = pipe.session(portrait, RenderSettings(steps=1))
+    frames = _feed_in_chunks(session, own, other, [1000])
+    assert len(frames) == math.ceil(len(own) / 640) and session.samples_in == len(own)
+    for f in frames[::7]:
+        seg = slice(640 * f.index, 640 * (f.index + 1))
+        assert f.pts == pytest.approx(f.index / 25)
+        assert f.level[0] == pytest.approx(level_db(own[seg]), abs=1e-4)
+        assert f.level[1] == pytest.approx(level_db(other[seg]), abs=1e-4)
+    # the partner talks first, then the portrait: levels follow the audio, not a fixed order
+    assert frames[20].level[1] > -40 > frames[20].level[0]
+    assert frames[-20].level[0] > -40 > frames[-20].level[1]
+
+
+def test_dropped_frames_are_not_rendered_but_motion_continues(pipe, portrait, turns):
+    own, other = turns[0][:32_000], turns[1][:32_000]
+    full = pipe.session(portrait, RenderSettings(steps=2)).push(own, other)
+    session = pipe.session(portrait, RenderSettings(steps=2))
+    asked = []
+    session.drop = lambda k: asked.append(k) or k % 3 == 1
+    part = session.push(own, other)
+    assert asked == list(range(len(part)))  # asked once per frame, in order
+    for a, b in zip(full, part):
+        assert np.array_equal(a.latent, b.latent)  # motion does not depend on what was shown
+        if b.index % 3 == 1:
+            assert b.dropped and b.image is None
+        else:  # same picture (rendered in a smaller batch: float rounding only)
+            assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 2
+    assert sum(f.dropped for f in part) == len([k for k in range(len(part)) if k % 3 == 1])
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_render_batch_changes_grouping_not_frames(pipe, portrait, turns, batch):
+    own, other = turns[0][:20_480], turns[1][:20_480]
+    ref = pipe.session(portrait, RenderSettings(steps=2)).push(own, other)
+    out = pipe.session(portrait, RenderSettings(steps=2), render_batch=batch).push(own, other)
+    assert [f.index for f in out] == [f.index for f in ref]
+    assert max(np.abs(a.image.astype(int) - b.image.astype(int)).max() for a, b in zip(ref, out)) <= 2
+
+
+def test_state_switches_from_listening_to_speaking_on_real_speech(pipe, portrait, turns):
+    """Streaming VAD of both channels: listening while the partner talks, speaking when the portrait does."""
+    own, other = turns
+    session = pipe.session(portrait, RenderSettings(steps=1))
+    frames = _feed_in_chunks(session, own, other, [640])
+    states = [f.state for f in frames]
+    first, second = states[: 60], states[75:]
+    assert first.count("listening") / len(first) > 0.6 and "speaking" not in first
+    assert second.count("speaking") / len(second) > 0.6 and "listening" not in second
+    switch = states.index("speaking")
+    assert "listening" in states[:switch]
+    # the streaming VAD agrees with the offline analysis of the whole file
+    offline = frame_speech_prob(np.stack([own, other]))
+    stream = np.array([f.vad for f in frames])
+    assert np.abs(stream - offline).mean() < 0.03
+    agree = np.mean([a == b for a, b in zip(states, conversation_state(offline))])
+    assert agree > 0.95
+
+
+def test_frame_state():
+    assert [frame_state(a, b) for a, b in [(0.9, 0.1), (0.1, 0.9), (0.6, 0.7), (0.2, 0.3)]] == \
+        ["speaking", "listening", "both", "idle"]
+
+
+def test_flush_of_a_partial_hop_and_of_nothing(pipe, portrait, turns):
+    session = pipe.session(portrait, RenderSettings(steps=1))
+    assert session.flush() == []
+    assert session.push(turns[0][:1000], turns[1][:1000]) == []  # less than a hop: nothing yet
+    frames = session.flush()
+    assert [f.index for f in frames] == [0, 1]  # ceil(1000 / 640) frames, the padding is not shown
+    with pytest.raises(ValueError):
+        session.push(np.zeros(10, np.float32), np.zeros(11, np.float32))
+    assert isinstance(session, StreamingSession)
