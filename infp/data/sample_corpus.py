@@ -4,7 +4,11 @@ No real two-person recording is available, so dyadic recordings are composed fro
 media: a face that speaks keeps its own voice on ``self`` and gets another speaker's voice on
 ``other`` in its pauses (one turn overlaps); a silent or listening face gets another speaker's
 voice on ``other``; a side-by-side video of a speaker and a listener exercises two-face tracking;
-a lone talking face with a silent partner is a single-speaker clip. The composed recordings and
+a lone talking face with a silent partner is a single-speaker clip. A face that talks without its
+voice (no audio track, or a voice heard only now and then) is *dubbed*: another speaker's speech
+is laid on ``self`` exactly where its mouth moves, loudness following the mouth opening, and the
+partner speaks where its mouth is still. Dubbed speech is not lip-synchronous at the phoneme level;
+it teaches when the face talks and when it listens, which is all this small corpus can teach. The composed recordings and
 their manifest are written to ``<out>/raw`` and ``<out>/manifest.yaml``, then ``prepare`` runs.
 """
 
@@ -19,7 +23,7 @@ import numpy as np
 import yaml
 
 from infp.audio.vad import frame_speech_prob, speech_segments
-from infp.constants import FPS, SAMPLE_RATE
+from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from infp.data.prepare import PrepareConfig, prepare
 from infp.errors import InfpError
 from infp.io import ffmpeg_exe, read_audio, to_mono, video_info, write_wav
@@ -38,12 +42,12 @@ class Catalog:
     single: dict[str, str]  # talking faces used as single-speaker clips (partner silent)
     voices: dict[str, str]  # other speakers' voices, used as partners
     composite: tuple[str, str]  # (speaker, listener) placed side by side
-    mute_speakers: dict[str, str] = field(default_factory=dict)  # faces that speak without their voice
+    mute_speakers: dict[str, str] = field(default_factory=dict)  # faces that talk without (usable) voice: dubbed
     val: tuple[str, ...] = ()  # recording ids held out for validation
 
 
 SHARED_CATALOG = Catalog(
-    speakers={"d10": "video/liveportrait_d10.mp4", "d11": "video/liveportrait_d11.mp4", "d6": "video/liveportrait_d6.mp4"},
+    speakers={"d11": "video/liveportrait_d11.mp4"},
     listeners={k: f"video/liveportrait_{k}.mp4" for k in ("d0", "d3", "d9", "d14", "s13", "s18", "s20", "s29")},
     single={"d12": "video/liveportrait_d12.mp4"},
     voices={
@@ -52,17 +56,20 @@ SHARED_CATALOG = Catalog(
         "hallo_2": "audio/hallo_2.wav", "hallo_3": "audio/hallo_3.wav", "musetalk_eng": "audio/musetalk_eng.wav",
     },
     composite=("d11", "s18"),
-    mute_speakers={"d13": "video/liveportrait_d13.mp4", "musetalk_sun": "video/musetalk_sun.mp4",
+    # d6 and d10 talk most of the time but their voice is audible only now and then
+    mute_speakers={"d6": "video/liveportrait_d6.mp4", "d10": "video/liveportrait_d10.mp4",
+                   "d13": "video/liveportrait_d13.mp4", "musetalk_sun": "video/musetalk_sun.mp4",
                    "musetalk_yongen": "video/musetalk_yongen.mp4"},
     val=("talk_d11", "pair_d11_s18", "listen_s18"),
 )
 
 SUBSET_CATALOG = Catalog(
-    speakers={"lp_d10": "video/lp_d10.mp4", "lp_d11": "video/lp_d11.mp4"},
+    speakers={"lp_d11": "video/lp_d11.mp4"},
     listeners={"lp_d3": "video/lp_d3.mp4", "lp_s29": "video/lp_s29.mp4", "lp_s18": "video/lp_s18.mp4"},
     single={"lp_d12": "video/lp_d12.mp4"},
     voices={"joyvasa_001": "audio/joyvasa_001.flac", "ditto": "audio/ditto.flac", "hallo_3": "audio/hallo_3.flac"},
     composite=("lp_d11", "lp_s18"),
+    mute_speakers={"lp_d10": "video/lp_d10.mp4"},
     val=("talk_lp_d11", "pair_lp_d11_lp_s18", "listen_lp_s18"),
 )
 
@@ -78,7 +85,8 @@ def default_media_dir() -> Path | None:
 def catalog_for(media: Path) -> Catalog:
     """The catalog whose files are all present in ``media``."""
     for cat in (SHARED_CATALOG, SUBSET_CATALOG):
-        files = [*cat.speakers.values(), *cat.listeners.values(), *cat.single.values(), *cat.voices.values()]
+        files = [*cat.speakers.values(), *cat.listeners.values(), *cat.single.values(), *cat.voices.values(),
+                 *cat.mute_speakers.values()]
         if all((media / f).is_file() for f in files):
             return cat
     raise InfpError("is neither the shared sample media nor the in-repository subset (files missing)", media)
@@ -87,8 +95,10 @@ def catalog_for(media: Path) -> Catalog:
 class VoicePool:
     """Cycles through partner voices, handing out consecutive speech excerpts."""
 
-    def __init__(self, media: Path, voices: dict[str, str]) -> None:
+    def __init__(self, media: Path, voices: dict[str, str], transform=None) -> None:
         self.tracks = [to_mono(read_audio(media / f)) for f in voices.values()]
+        if transform is not None:
+            self.tracks = [transform(t) for t in self.tracks]
         self.names = list(voices)
         self.i = 0
         self.pos = 0
@@ -136,6 +146,82 @@ def partner_in_pauses(own: np.ndarray, pool: VoicePool, min_pause: float = 0.6, 
     return partner
 
 
+def speech_only(audio: np.ndarray, pad: float = 0.1) -> np.ndarray:
+    """The speech segments of a mono track, concatenated (pauses longer than 2 * ``pad`` removed)."""
+    segs = speech_segments(frame_speech_prob(audio)[:, 0])
+    pieces = [audio[max(0, int((a - pad) * SAMPLE_RATE)): int((b + pad) * SAMPLE_RATE)] for a, b in segs]
+    return np.concatenate(pieces) if pieces else audio
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index pairs of the True runs of a 1-D bool array."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+
+
+def talking_frames(opening: np.ndarray, threshold: float = 0.01, min_run: int = 12) -> np.ndarray:
+    """(T,) bool: frames where the mouth moves like speech, from the (T,) mouth opening (NaN = no face).
+
+    Speech moves the lips by a few percent of the eye distance per frame, listening by a fraction of a
+    percent; the mean absolute change over 7 frames is thresholded, then gaps and bursts shorter than
+    ``min_run`` frames are closed / dropped.
+    """
+    o = np.nan_to_num(opening, nan=float(np.nanmedian(opening)) if np.isfinite(opening).any() else 0.0)
+    change = np.abs(np.diff(o, prepend=o[:1]))
+    activity = np.convolve(change, np.ones(7) / 7, mode="same")
+    talk = activity > threshold
+    for value in (False, True):  # close short gaps, then drop short bursts
+        for a, b in _runs(talk == value):
+            if b - a < min_run and a > 0 and b < len(talk):
+                talk[a:b] = not value
+    return talk
+
+
+def dub_talking_face(opening: np.ndarray, voices: VoicePool, partners: VoicePool, min_pause: float = 0.6,
+                     gap: float = 0.15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(self, partner, talking) for a face that talks without its voice, from its per-frame mouth opening.
+
+    ``self`` carries another speaker's speech over the talking frames, its loudness following the mouth
+    opening; ``partner`` speaks in the still stretches of at least ``min_pause`` seconds.
+    """
+    n_frames = len(opening)
+    n = n_frames * SAMPLES_PER_FRAME
+    talk = talking_frames(opening)
+    o = np.nan_to_num(opening, nan=0.0)
+    scale = max(float(np.percentile(o[talk], 90)) if talk.any() else 0.0, 1e-3)
+    gain = np.clip(0.3 + 0.7 * o / scale, 0.2, 1.2) * talk
+    gain = np.convolve(gain, np.ones(3) / 3, mode="same")
+    env = np.interp(np.arange(n) / SAMPLES_PER_FRAME, np.arange(n_frames) + 0.5, gain).astype(np.float32)
+    own = np.zeros(n, dtype=np.float32)
+    partner = np.zeros(n, dtype=np.float32)
+    for a, b in _runs(talk):
+        s0, s1 = a * SAMPLES_PER_FRAME, b * SAMPLES_PER_FRAME
+        own[s0:s1] = np.clip(voices.take(s1 - s0) * env[s0:s1], -1.0, 1.0)
+    g = int(gap * FPS)
+    for a, b in _runs(~talk):
+        if (b - a) / FPS < min_pause:
+            continue
+        a2, b2 = (a + g if a > 0 else a), (b - g if b < n_frames else b)
+        s0, s1 = a2 * SAMPLES_PER_FRAME, b2 * SAMPLES_PER_FRAME
+        if s1 > s0:
+            partner[s0:s1] = partners.take(s1 - s0)
+    return own, partner, talk
+
+
+def face_mouth_opening(video: Path) -> np.ndarray:
+    """(T,) mouth opening of the largest face at 25 fps (NaN where no face)."""
+    from infp.eval.face_metrics import mouth_opening
+    from infp.face import FaceDetector
+    from infp.io import iter_frames
+
+    out = []
+    with FaceDetector(max_faces=1, video=True) as det:
+        for frame in iter_frames(video, fps=FPS):
+            faces = det.detect(frame)
+            out.append(float(mouth_opening(max(faces, key=lambda f: f.area).landmarks)) if faces else np.nan)
+    return np.asarray(out, dtype=np.float32)
+
+
 def _side_by_side(left: Path, right: Path, out: Path, size: int = 512) -> None:
     """Compose two videos side by side at 25 fps (length of the shorter)."""
     vf = (f"[0:v]fps={FPS},scale={size}:{size},setsar=1[l];[1:v]fps={FPS},scale={size}:{size},setsar=1[r];"
@@ -174,10 +260,20 @@ def compose_recordings(media: Path, raw: Path, catalog: Catalog | None = None) -
     for name, f in catalog.single.items():
         recs.append({"id": f"solo_{name}", "video": rel(media / f), "meta": {"kind": "single speaker"},
                      "parties": [{"name": "a", "audio": "video"}]})
+    dub_voices = VoicePool(media, catalog.voices, speech_only)
+    dub_voices.i = len(dub_voices.tracks) // 2  # not the voice the partner pool is on
     for name, f in catalog.mute_speakers.items():
-        if (media / f).is_file():
-            recs.append({"id": f"mute_{name}", "video": rel(media / f), "meta": {"kind": "speaks, voice missing"},
-                         "parties": [{"name": "a", "audio": None, "self_voice": False}]})
+        if not (media / f).is_file():
+            continue
+        own, partner, talk = dub_talking_face(face_mouth_opening(media / f), dub_voices, pool)
+        write_wav(raw / f"dub_{name}_self.wav", own)
+        write_wav(raw / f"dub_{name}_partner.wav", partner)
+        recs.append({"id": f"dub_{name}", "video": rel(media / f),
+                     "meta": {"kind": "talks without its voice; dubbed where the mouth moves",
+                              "talking_fraction": round(float(talk.mean()), 3)},
+                     "parties": [{"name": "a", "audio": f"dub_{name}_self.wav"},
+                                 {"name": "b", "audio": f"dub_{name}_partner.wav", "face": False}]})
+        pool.next_voice()
     sp, li = catalog.composite
     pair = f"pair_{sp}_{li}"
     sp_file = media / (catalog.speakers.get(sp) or catalog.single[sp])

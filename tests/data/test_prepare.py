@@ -65,8 +65,26 @@ def test_sample_corpus_is_consistent(sample_corpus):
     # dyadic content: listeners hear a partner and stay silent; a talker speaks and hears a partner
     listen = [r for r in index if r["id"].startswith("listen_")]
     assert all(r["self_speech"] == 0 and r["other_speech"] > 0.2 for r in listen)
-    talk = [r for r in index if r["id"].startswith("talk_")]
+    talk = [r for r in index if r["id"].startswith(("talk_", "dub_"))]
     assert any(r["self_speech"] > 0.2 and r["other_speech"] > 0.2 for r in talk)
+
+
+def test_dubbed_speech_lies_where_the_mouth_moves(sample_corpus):
+    """A face that talks without its voice gets speech on self where its lips move, the partner elsewhere."""
+    from infp.eval.face_metrics import mouth_opening
+
+    dubbed = [d for d in (sample_corpus / "clips").iterdir() if d.name.startswith("dub_")]
+    assert dubbed
+    moving = {"self": [], "other": []}
+    for d in dubbed:
+        lm = np.load(d / "landmarks.npy").astype(np.float32)
+        vad = np.load(d / "vad.npy") > 0.5
+        change = np.abs(np.diff(mouth_opening(lm), prepend=np.nan))
+        moving["self"].append(change[vad[:, 0] & ~vad[:, 1]])
+        moving["other"].append(change[vad[:, 1] & ~vad[:, 0]])
+        assert (vad[:, 0] & vad[:, 1]).mean() < 0.1  # dubbing and partner take turns
+    self_move, other_move = (np.nanmean(np.concatenate(v)) for v in (moving["self"], moving["other"]))
+    assert self_move > 3 * other_move
 
 
 def test_landmarks_follow_the_mouth(sample_corpus):
@@ -165,3 +183,30 @@ def test_parallel_workers(tmp_path, samples):
     summary = prepare(_manifest(tmp_path, recs), tmp_path / "c", PrepareConfig(workers=2), progress=False)
     assert summary["clips"] == 2 and not summary["skipped_recordings"]
     assert assign_splits(load_manifest(tmp_path / "manifest.yaml"), 0.1)  # deterministic mapping exists
+
+
+def test_talking_frames_and_dubbing_on_a_synthetic_mouth():
+    from infp.constants import SAMPLES_PER_FRAME
+    from infp.data.sample_corpus import VoicePool, dub_talking_face, talking_frames
+
+    t = np.arange(250)
+    opening = np.full(250, 0.02)
+    opening[50:150] = 0.12 + 0.1 * np.sin(t[50:150] * 1.3)  # 4 s of speech-like lip motion
+    opening[200:203] = 0.3  # a 3-frame twitch is not speech
+    talk = talking_frames(opening)
+    assert talk[55:145].all() and not talk[:40].any() and not talk[160:].any()
+
+    class Pool(VoicePool):
+        def __init__(self, value):
+            self.value = value
+
+        def take(self, n):
+            return np.full(n, self.value, np.float32)
+
+    own, partner, talk = dub_talking_face(opening, Pool(0.5), Pool(0.25))
+    assert len(own) == len(partner) == 250 * SAMPLES_PER_FRAME
+    per_frame = lambda x: np.abs(x).reshape(250, -1).max(axis=1)  # noqa: E731
+    assert (per_frame(own)[talk] > 0).mean() > 0.95 and per_frame(own)[~talk].max() < 0.2
+    assert per_frame(partner)[talk].max() == 0 and (per_frame(partner)[:40] > 0).all()
+    loud = per_frame(own)[50:150]
+    assert np.corrcoef(loud, opening[50:150])[0, 1] > 0.5  # loudness follows the mouth
