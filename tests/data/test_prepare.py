@@ -66,7 +66,7 @@ def test_sample_corpus_is_consistent(sample_corpus):
     listen = [r for r in index if r["id"].startswith("listen_")]
     assert all(r["self_speech"] == 0 and r["other_speech"] > 0.2 for r in listen)
     talk = [r for r in index if r["id"].startswith(("talk_", "dub_"))]
-    assert any(r["self_speech"] > 0.2 and r["other_speech"] > 0.2 for r in talk)
+    assert any(r["self_speech"] > 0.2 and r["other_speech"] > 0.05 for r in talk)
 
 
 def test_dubbed_speech_lies_where_the_mouth_moves(sample_corpus):
