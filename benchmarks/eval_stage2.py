@@ -5,9 +5,10 @@
         --self-voice ../shared/data/video/liveportrait_d11.mp4 --other-voice data/samples/audio/ditto.flac [--render]
 
 The dialogue (turns, one overlap, pauses; ``infp.eval.dialogue``) goes through stage 2 with no role
-label. Mouth motion is measured two ways: (1) on the latents, through a linear mouth-opening probe
-fitted on the corpus latents against landmark mouth opening; (2) with ``--render``, on rendered
-frames with the face-mesh landmarker. For each, the mean mouth opening and the mean frame-to-frame
+label. Mouth motion is measured up to three ways: (1) on the latents, through a linear mouth-opening
+probe fitted on the corpus latents against landmark mouth opening; (2) for a stage-1 net with a
+keypoint decoder, from the lip keypoints decoded from the generated latents (what the renderer
+warps with); (3) with ``--render``, on rendered frames with the face-mesh landmarker. For each, the mean mouth opening and the mean frame-to-frame
 change are compared between frames where only self speaks and frames where only other speaks (ratio,
 and the difference in units of the corpus's standard deviation of mouth opening). The same dialogue with the channels swapped is the
 control: the ratios must flip.
@@ -60,6 +61,14 @@ def evaluate(pipe: Pipeline, probe, portrait: Path, own: np.ndarray, other: np.n
     probe_open = np.mean([probe(x) for x in lat], axis=0)
     result = {"frames": {k: int(m.sum()) for k, m in masks.items()},
               "latent_probe": _summary(probe_open, probe.spread, masks)}
+    net1 = pipe.stage1.net
+    if net1.keypoints is not None:
+        from infp.models.keypoints import keypoint_mouth_opening
+
+        with torch.inference_mode():
+            kp_open = [keypoint_mouth_opening(net1.decode_keypoints(torch.as_tensor(x, dtype=torch.float32))).numpy()
+                       for x in lat]
+        result["keypoints"] = _summary(np.mean(kp_open, axis=0), probe.spread, masks)
     if render:
         openings = []
         for s in seeds:

@@ -27,6 +27,14 @@ point, the iris centres, nose tip and a third of the outline with the chin (81 p
 N_KEYPOINTS = len(KEYPOINTS)
 
 
+def keypoint_mouth_opening(kp: torch.Tensor) -> torch.Tensor:
+    """Inner-lip gap over outer-eye distance from decoded keypoints (..., K, 2) -> (...), as
+    ``infp.eval.face_metrics.mouth_opening`` measures it on face-mesh landmarks."""
+    gap = (kp[..., KEYPOINTS.index(13), :] - kp[..., KEYPOINTS.index(14), :]).norm(dim=-1)
+    eyes = (kp[..., KEYPOINTS.index(33), :] - kp[..., KEYPOINTS.index(263), :]).norm(dim=-1)
+    return gap / eyes.clamp_min(1e-6)
+
+
 def normalise_keypoints(landmarks: np.ndarray, size: int) -> np.ndarray:
     """(478, 2) crop-pixel landmarks (pixel-edge convention) -> (K, 2) float32 in [-1, 1] grid units."""
     pts = np.asarray(landmarks, dtype=np.float32).reshape(-1, 2)[KEYPOINTS]
