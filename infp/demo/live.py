@@ -237,11 +237,11 @@ class LiveStats:
         self.hop_busy = deque(maxlen=25)  # (hop compute seconds, frames dropped in it)
         self.render_ms = deque(maxlen=100)
         self.keep_records = keep_records
-        # per-frame records for reports (index, state, ready wall time, latency, delivered)
+        # per-frame records for reports (index, state, arrival of its audio, ready time, latency, delivered)
         self.rec_index, self.rec_state = array("l"), array("b")
-        self.rec_ready, self.rec_latency, self.rec_ok = array("d"), array("d"), array("b")
+        self.rec_wall, self.rec_ready, self.rec_latency, self.rec_ok = array("d"), array("d"), array("d"), array("b")
 
-    def add(self, f: StreamFrame, ready: float, latency: float, delivered: bool) -> None:
+    def add(self, f: StreamFrame, ready: float, latency: float, delivered: bool, wall: float | None = None) -> None:
         self.frames += 1
         if delivered:
             self.delivered += 1
@@ -256,6 +256,7 @@ class LiveStats:
         if self.keep_records:
             self.rec_index.append(f.index)
             self.rec_state.append(STATES.index(f.state))
+            self.rec_wall.append(ready - latency if wall is None else wall)
             self.rec_ready.append(ready)
             self.rec_latency.append(latency)
             self.rec_ok.append(int(delivered))
@@ -309,6 +310,9 @@ class LiveSession:
         self._finished = threading.Event()
         self._render_est = 0.0  # seconds per rendered frame (running estimate), for the drop decision
         self._since_change = 0
+        self._load_ema, self._clean, self._up_after = 0.5, 0, 125  # stepping back up (see _adapt)
+        self._reached_by_step_up = False
+        self.changes: list[dict] = []  # quality changes, for reports
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="infp-live", daemon=True)
 
@@ -462,7 +466,7 @@ class LiveSession:
         delivered = f.image is not None and not late
         f.info.update(jpeg=jpeg if delivered else None, latency=latency, late=late, wall=wall, ready=now,
                       delivered=delivered, size=self.level.size)
-        self.stats.add(f, now, latency, delivered)
+        self.stats.add(f, now, latency, delivered, wall)
         with self._lock:
             rec = self.recorder
         if rec is not None and not rec.done.is_set():
@@ -471,8 +475,20 @@ class LiveSession:
             self.sink(f)
 
     def _adapt(self) -> None:
-        """Step down the quality ladder when the last 2 s of hops dropped frames or overran the budget."""
+        """Move along the quality ladder.
+
+        Down one level when, over the last 2 s (12 hops), more than 15 % of the frames were late or the
+        hops took more than 95 % of real time. Up one level after ``_up_after`` hops (20 s at first)
+        without a late frame and with the load below 0.55; every step back down doubles that wait, so
+        a machine that cannot hold the better level does not oscillate.
+        """
         self._since_change += 1
+        busy_s, dropped = self.stats.hop_busy[-1]
+        self._load_ema = 0.9 * self._load_ema + 0.1 * busy_s / self.session.hop_s
+        self._clean = self._clean + 1 if dropped == 0 and self._load_ema < 0.55 else 0
+        if self.level_index > 0 and self._clean >= self._up_after:
+            self._change(self.level_index - 1, "the CPU has room again")
+            return
         busy = list(self.stats.hop_busy)[-12:]
         if self._since_change < 12 or len(busy) < 12 or self.level_index + 1 >= len(self.levels):
             return
@@ -480,17 +496,25 @@ class LiveSession:
         drop_share = sum(d for _, d in busy) / frames
         load = sum(b for b, _ in busy) / (len(busy) * self.session.hop_s)
         if drop_share > 0.15 or load > 0.95:
-            old = self.level
-            self.level_index += 1
-            new = self.level
-            if new.size != self.session.size:
-                self.session.set_portrait(self.portraits[new.size])
-            self.session.set_steps(new.steps)
-            self._render_est = 0.0
-            self._since_change = 0
-            self.note = (f"rendering at {new} because {old} did not keep up on this CPU "
-                         f"({drop_share:.0%} of frames late, load {load:.2f})")
-            log.warning(self.note)
+            if self._reached_by_step_up:  # it went back up too early: wait twice as long next time
+                self._up_after = min(self._up_after * 2, 3750)
+            self._change(self.level_index + 1, f"{self.level} did not keep up on this CPU "
+                                               f"({drop_share:.0%} of frames late, load {load:.2f})")
+
+    def _change(self, index: int, why: str) -> None:
+        new = self.levels[index]
+        self._reached_by_step_up = index < self.level_index
+        self.level_index = index
+        if new.size != self.session.size:
+            self.session.set_portrait(self.portraits[new.size])
+        self.session.set_steps(new.steps)
+        self._render_est = 0.0
+        self._since_change = self._clean = 0
+        self._load_ema = 0.5
+        self.note = "" if index == 0 else f"rendering at {new} because {why}"
+        self.changes.append({"clock_s": round(self.samples / SAMPLE_RATE, 2), "size": new.size, "steps": new.steps,
+                             "why": why})
+        log.warning("quality: %s (%s)", new, why)
 
 
 def warm_up(pipe, portraits: dict[int, Portrait], render_batch: int = 1) -> None:

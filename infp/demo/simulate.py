@@ -29,8 +29,12 @@ CHUNK = SAMPLES_PER_FRAME  # 40 ms per microphone message, as the page sends
 def simulate(pipe, portrait, own: np.ndarray, other: np.ndarray, settings, *, size: int | None = None,
              delay: float = 0.25, render_batch: int = 1, adapt: bool = True, record: str | Path | None = None,
              report: str | Path | None = None, progress: Callable[[LiveSession], None] | None = None,
-             progress_every: float = 10.0, chunk: int = CHUNK) -> dict:
-    """Run a simulated live session over (own, other) 16 kHz audio; returns (and writes) its report."""
+             progress_every: float = 10.0, chunk: int = CHUNK, sessions: list | None = None,
+             started: Callable[[LiveSession], None] | None = None) -> dict:
+    """Run a simulated live session over (own, other) 16 kHz audio; returns (and writes) its report.
+
+    ``sessions``: if given, the finished ``LiveSession`` is appended (its per-frame records, for benchmarks).
+    """
     n = max(len(own), len(other))
     own = np.pad(np.asarray(own, np.float32), (0, n - len(own)))
     other = np.pad(np.asarray(other, np.float32), (0, n - len(other)))
@@ -38,9 +42,13 @@ def simulate(pipe, portrait, own: np.ndarray, other: np.ndarray, settings, *, si
     portraits = portraits_for(portrait, levels, settings.face_index)
     warm_up(pipe, portraits, render_batch)
     live = LiveSession(pipe, portraits, levels, settings, delay=delay, render_batch=render_batch, keep_records=True)
+    if sessions is not None:
+        sessions.append(live)
     live.agent.add(own, "self")
     rec = live.start_recording(record) if record is not None else None
     live.start()
+    if started is not None:
+        started(live)
     t0 = time.monotonic()
     next_progress = t0 + progress_every
     lateness = []
@@ -69,6 +77,7 @@ def simulate(pipe, portrait, own: np.ndarray, other: np.ndarray, settings, *, si
     finally:
         live.close()
     wall = time.monotonic() - t0
+    live.t0 = t0
     out = summarise(live, n, wall, np.array(lateness))
     out["recording"] = None if rec is None else {"path": str(rec.path), "frames": rec.frames}
     if report is not None:
@@ -99,6 +108,7 @@ def summarise(live: LiveSession, n_samples: int, wall: float, lateness: np.ndarr
         "latency_ms": {"p50": _pct(dl, 50), "p95": _pct(dl, 95), "max": round(float(dl.max()), 1) if len(dl) else None},
         "delay_ms": round(live.delay * 1000), "level": {"size": live.level.size, "steps": live.level.steps},
         "levels": [{"size": lv.size, "steps": lv.steps} for lv in live.levels], "note": live.note,
+        "quality_changes": live.changes,
         "clock_lateness_ms": {"p50": _pct(lateness * 1000, 50), "max": round(float(lateness.max() * 1000), 1) if len(lateness) else None},
         "states": {s: int((np.frombuffer(st.rec_state, np.int8) == i).sum()) for i, s in enumerate(STATES)},
         "per_minute": minutes,

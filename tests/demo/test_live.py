@@ -146,3 +146,16 @@ def test_recording_completes_when_the_input_stops(pipe, samples, voices, tmp_pat
     assert time.monotonic() - t0 < 10 and rec.error is None
     assert len(read_frames(tmp_path / "cut.mp4")) == 47 == rec.frames  # ceil(30000 / 640)
     assert abs(read_audio(tmp_path / "cut.mp4").shape[1] - 47 * 640) < 1100
+
+
+def test_quality_steps_back_up_when_the_cpu_has_room(pipe, samples, voices):
+    """After a forced step down, 20 s (here shortened) of clean hops bring the better level back."""
+    levels = [Level(64, 2), Level(48, 2)]
+    live = LiveSession(pipe, portraits_for(samples / "portraits" / "lp_s1.jpg", levels), levels, RenderSettings(steps=2),
+                       delay=0.6)
+    live._change(1, "a test asked for it")
+    assert live.level.size == 48 and "a test asked for it" in live.note
+    live._up_after = 8  # hops
+    _run_realtime(live, voices["user"][:48000])
+    assert live.level_index == 0 and live.note == ""
+    assert [c["size"] for c in live.changes] == [48, 64] and live.changes[-1]["why"] == "the CPU has room again"

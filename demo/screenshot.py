@@ -1,0 +1,68 @@
+"""Screenshot of the live demo page in headless Chromium, a WAV file standing in for the microphone.
+
+    python demo/screenshot.py [--out docs/images/demo_page.png] [--seconds 8] [-- extra infp demo options]
+
+Starts `infp demo` on a free port, opens the page, lets the user's voice (hallo_3) play through the
+fake microphone, starts the agent's voice (ditto.flac) and takes the picture while both talk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from infp.demo.browser import Chromium
+from infp.io import read_audio
+from infp.paths import REPO_ROOT
+
+
+async def shoot(url: str, mic: Path, out: Path, seconds: float) -> dict:
+    async with Chromium(fake_mic=mic, window=(1280, 900)) as browser:
+        page = await browser.open(url + "/?autostart=1")
+        await page.wait_for("demo.stats().framesWithPicture > 10", timeout=60)
+        await asyncio.sleep(1.0)
+        await page.evaluate("""(() => { for (const o of document.getElementById('files').options)
+            o.selected = (o.value === 'ditto.flac'); document.getElementById('play').click(); return 1; })()""")
+        await asyncio.sleep(seconds)
+        await page.wait_for("demo.stats().states.slice(-1)[0].state === 'both'", timeout=30, interval=0.05)
+        await page.screenshot(out)
+        return await page.evaluate("demo.stats()")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "images" / "demo_page.png")
+    ap.add_argument("--seconds", type=float, default=8.0, help="how long the session runs before the picture")
+    ap.add_argument("demo_args", nargs="*", help="extra options for infp demo (after --)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        speech = read_audio(REPO_ROOT / "data" / "samples" / "audio" / "hallo_3.flac")[0]
+        mic = Path(tmp) / "mic.wav"
+        sf.write(str(mic), np.concatenate([np.zeros(8000, np.float32), speech]), 16000, subtype="PCM_16")
+        proc = subprocess.Popen([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--record-dir", tmp,
+                                 *args.demo_args], stdout=subprocess.PIPE, text=True)
+        try:
+            line = proc.stdout.readline()
+            m = re.search(r"(http://[^/]+)/", line)
+            if not m:
+                sys.exit(f"infp demo did not start: {line}")
+            stats = asyncio.run(shoot(m.group(1), mic, args.out, args.seconds))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    srv = stats["server"] or {}
+    print(f"wrote {args.out}: page {stats['fps']:.1f} fps, latency p50/p95 {stats['latencyP50']:.0f}/"
+          f"{stats['latencyP95']:.0f} ms; server {srv.get('size')}x{srv.get('size')}, {srv.get('steps')} steps"
+          f"{', ' + srv['note'] if srv.get('note') else ''}")
+
+
+if __name__ == "__main__":
+    main()
