@@ -111,6 +111,7 @@ class AgentVoice:
         with self._lock:
             names = [name for name, _, _ in self._items]
             left = sum(len(a) - p for _, a, p in self._items)
+        names = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]  # a stream's pieces count once
         return {"playing": names[0] if names else None, "queued": names, "queued_s": round(left / SAMPLE_RATE, 2)}
 
 

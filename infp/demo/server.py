@@ -117,6 +117,7 @@ class DemoServer:
         self.audio_dir = audio_dir
         self.record_dir = Path(record_dir)
         self.live: LiveSession | None = None
+        self.busy = False  # a session is live (or starting)
         self.peer: str | None = None
         self.sessions_served = 0
         self.refused = 0
@@ -134,7 +135,7 @@ class DemoServer:
                 "size": self.levels[0].size, "steps": self.levels[0].steps,
                 "levels": [{"size": lv.size, "steps": lv.steps} for lv in self.levels],
                 "tts": tts is not None, "tts_note": None if tts else "text-to-speech is not installed (apt-get install espeak-ng)",
-                "files": self.audio_files(), "busy": self.live is not None, "agent_endpoint": "/ws/agent",
+                "files": self.audio_files(), "busy": self.busy, "agent_endpoint": "/ws/agent",
                 "sessions_served": self.sessions_served, "refused": self.refused}
 
     def _load_file(self, name: str) -> np.ndarray:
@@ -204,7 +205,7 @@ class DemoServer:
     async def ws_session(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=4 * 1024 * 1024, heartbeat=20)
         await ws.prepare(request)
-        if self.live is not None:
+        if self.busy:
             self.refused += 1
             await ws.send_json({"type": "busy", "message": "Another session is live on this server; it renders one "
                                 "avatar at a time on this CPU. Try again when that session ends."})
@@ -221,18 +222,25 @@ class DemoServer:
             msg = pack(KIND_FRAME, header, f.info["jpeg"] or b"")
             loop.call_soon_threadsafe(outbox.put_nowait, msg)
 
-        live = LiveSession(self.pipe, self.portraits, self.levels, self.settings, delay=self.delay,
-                           render_batch=self.render_batch, sink=sink)
+        self.busy = True  # taken before the first await, so a second page is refused meanwhile
+        try:
+            live = await asyncio.to_thread(LiveSession, self.pipe, self.portraits, self.levels, self.settings,
+                                           delay=self.delay, render_batch=self.render_batch, sink=sink)
+        except BaseException:
+            self.busy = False
+            raise
         self.live, self.peer = live, request.remote
         self.sessions_served += 1
         live.start()
         log.info("session from %s started", request.remote)
-        await ws.send_json({"type": "hello", **self.info(), "busy": False})
+        outbox.put_nowait({"type": "hello", **self.info(), "busy": False})
 
         async def sender() -> None:
             while True:
                 msg = await outbox.get()
                 if isinstance(msg, (bytes, bytearray)):
+                    if outbox.qsize() > 100 and msg[0] == KIND_FRAME:
+                        continue  # the client does not keep up: old frames would be late anyway
                     await ws.send_bytes(msg)
                 else:
                     await ws.send_json(msg)
@@ -264,6 +272,7 @@ class DemoServer:
                 t.cancel()
             await asyncio.to_thread(live.close)
             self.live = self.peer = None
+            self.busy = False
             log.info("session from %s ended", request.remote)
         return ws
 
