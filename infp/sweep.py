@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,9 @@ def collect_runs(sweep_dir: str | Path) -> list[RunRow]:
         if num is None:
             hydra_cfg = _read_yaml(folder / ".hydra" / "hydra.yaml") or {}
             num = ((hydra_cfg.get("hydra") or {}).get("job") or {}).get("num")
+        if num is None:  # the run folder's name starts with the job number (hydra.sweep.subdir)
+            m = re.match(r"(\d+)(_|$)", folder.relative_to(sweep_dir).parts[0]) if folder != sweep_dir else None
+            num = int(m.group(1)) if m else None
         metrics_path = folder / METRICS_FILE
         metrics = {}
         if metrics_path.is_file():

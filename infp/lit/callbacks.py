@@ -56,14 +56,24 @@ class LastCheckpoint(ModelCheckpoint):
 class RewindLogsOnResume(pl.Callback):
     """Keep the logs consistent with the checkpoint a run resumes from.
 
-    A run killed after its last checkpoint logged steps that the resumed run trains again. At the start
-    of training this drops them: loggers with a ``rewind(step)`` method (``ResumableCSVLogger``) lose the
-    rows at or after the restored step, and TensorBoard purges those events (``purge_step``). A fresh
-    start rewinds to 0 (an earlier run's rows in the same folder go).
+    A run killed after its last checkpoint logged steps that the resumed run trains again. Before the
+    first batch this drops them: loggers with a ``rewind(step)`` method (``ResumableCSVLogger``) lose the
+    rows at or after the step the loggers are at, and TensorBoard purges those events (``purge_step``).
+    A fresh start rewinds to 0 (rows of an earlier run in the same folder go).
     """
 
+    def __init__(self) -> None:
+        self._done = False
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        step = int(trainer.fit_loop.epoch_loop._batches_that_stepped)  # the step the loggers use
+        self._done = False
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if self._done:
+            return
+        self._done = True
+        # the step this batch will be logged at (Lightning adjusts it after a restore, before the first batch)
+        step = int(trainer.fit_loop.epoch_loop._batches_that_stepped)
         for lg in trainer.loggers:
             if hasattr(lg, "rewind"):
                 lg.rewind(step)

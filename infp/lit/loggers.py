@@ -14,6 +14,13 @@ from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 log = logging.getLogger(__name__)
 
 
+def _step(row: dict) -> int | None:
+    try:
+        return int(float(row.get("step") or ""))
+    except ValueError:
+        return None
+
+
 class _KeepingWriter(ExperimentWriter):
     """Appends to an existing metrics.csv (its header is read back) instead of deleting it."""
 
@@ -35,11 +42,11 @@ class _KeepingWriter(ExperimentWriter):
             reader = csv.DictReader(f)
             fields = list(reader.fieldnames or [])
             rows = list(reader)
-        keep = [r for r in rows if r.get("step") not in (None, "") and int(float(r["step"])) < step]
+        keep = [r for r in rows if _step(r) is not None and _step(r) < step]  # a row cut by a kill goes too
         if len(keep) < len(rows):
             tmp = self.metrics_file_path + ".tmp"
             with self._fs.open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=fields)
+                writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(keep)
             os.replace(tmp, self.metrics_file_path)
