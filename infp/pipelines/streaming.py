@@ -126,7 +126,9 @@ class StreamingSession:
             raise ValueError("self and other chunks must have the same length")
         pair = np.stack([own, other])
         if self._vad is not None:
+            t0 = time.perf_counter()
             probs = self._vad.push(pair)
+            self.timings["vad_s"] = self.timings.get("vad_s", 0.0) + time.perf_counter() - t0
             self._chunk_probs.extend(probs)
             self._chunks_seen += len(probs)
         self._buf = np.concatenate([self._buf, pair], axis=1)

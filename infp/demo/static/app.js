@@ -188,6 +188,13 @@ function onFrame(meta, jpeg) {
     }
   }
   demo.frames.set(meta.k, entry);
+  // frames whose time has passed go even when drawing is paused (a hidden tab gets no animation frames)
+  const kNow = Math.floor((now - demo.T0 - demo.delay) * demo.fps);
+  for (const [key, e] of demo.frames) {
+    if (key >= kNow - 1) break; // insertion order = frame order
+    if (e.bitmap) e.bitmap.close();
+    demo.frames.delete(key);
+  }
 }
 
 function onAgentAudio(header, buf, offset) {
