@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -50,6 +51,14 @@ def _distributed_state_restored() -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _trusted_checkpoint(trainer: pl.Trainer, ckpt: str | None) -> dict:
+    """Resume from this run's own last.ckpt with a full load: checkpoints of older versions hold
+    OmegaConf containers in their hyper-parameters, which torch.load(weights_only=True) refuses."""
+    if ckpt is None or "weights_only" not in inspect.signature(trainer.fit).parameters:
+        return {}
+    return {"weights_only": False}
 
 
 def _checkpoint_step(path: Path) -> int:
@@ -109,7 +118,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if ckpt:
         log.info("resuming from %s", ckpt)
     with _ddp_relaunch_as_single_run(), _distributed_state_restored():
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt, **_trusted_checkpoint(trainer, ckpt))
         # A final validation of the end state, so every run reports the same, complete metrics.
         trainer.validate(model, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) or isinstance(v, float)}
