@@ -75,10 +75,12 @@ def cross_identity(runner: Stage1Runner, portraits: list[Path], driving: Path, m
         pt = load_portrait(p, runner.size)
         src = runner.source(pt)
         lat = runner.encode(masked)
+        with torch.inference_mode():  # relative motion, as `infp reenact` does it
+            kp = runner.net.relative_keypoints(src, lat, lat[:1].expand_as(lat))
         lat = src.motion + (lat - lat[:1])
         frames = []
         for i in range(0, len(lat), 16):
-            frames += runner.render(src, lat[i:i + 16])
+            frames += runner.render(src, lat[i:i + 16], None if kp is None else kp[i:i + 16])
         out_lm = landmarks_of(frames)
         ok = np.isfinite(out_lm).all(axis=(1, 2)) & np.isfinite(drv_lm).all(axis=(1, 2))
         to_portrait = identity_distance(out_lm[ok], pt.landmarks[None])

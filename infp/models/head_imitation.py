@@ -85,10 +85,22 @@ class HeadImitationNet(Pretrained):
         """Motion latents (B, D) -> keypoints (B, K, 2) in [-1, 1] (None for a net without keypoints)."""
         return None if self.keypoints is None else self.keypoints(motion)
 
-    def render(self, source: SourceCache, m_drv: torch.Tensor, return_flow: bool = False):
-        """Animate the cached portrait with driving latents (B, D) -> frames (B, 3, S, S) in [-1, 1]."""
+    def relative_keypoints(self, source: SourceCache, m_drv: torch.Tensor, m_ref: torch.Tensor) -> torch.Tensor | None:
+        """Keypoints of the portrait moved as the driver's moved from its reference latent ``m_ref``:
+        kp(portrait) + kp(m_drv) - kp(m_ref), so the driver's face shape never reaches the portrait."""
+        if self.keypoints is None:
+            return None
+        return source.keypoints + self.decode_keypoints(m_drv) - self.decode_keypoints(m_ref)
+
+    def render(self, source: SourceCache, m_drv: torch.Tensor, return_flow: bool = False,
+               kp_drv: torch.Tensor | None = None):
+        """Animate the cached portrait with driving latents (B, D) -> frames (B, 3, S, S) in [-1, 1].
+
+        ``kp_drv`` (B, K, 2) overrides the keypoints decoded from ``m_drv`` (see ``relative_keypoints``).
+        """
         source = source.expand(m_drv.shape[0])
-        kp_drv = self.decode_keypoints(m_drv)
+        if kp_drv is None:
+            kp_drv = self.decode_keypoints(m_drv)
         flow, occlusion = self.flow(source.feats, source.motion, m_drv, source.keypoints, kp_drv)  # (B, 2, h, w), (B, 1, h, w)
         warped = warp(source.feats, flow) * occlusion
         flow_hi = F.interpolate(flow, size=source.image.shape[-2:], mode="bilinear", align_corners=False)

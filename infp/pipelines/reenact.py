@@ -45,9 +45,10 @@ class Stage1Runner:
         return self.net.encode_motion(torch.stack([to_tensor(m) for m in masked]).to(self.device))
 
     @torch.inference_mode()
-    def render(self, source: SourceCache, latents: torch.Tensor) -> list[np.ndarray]:
-        """Frames (S, S, 3) uint8 for latents (B, D)."""
-        return [to_image(f) for f in self.net.render(source, latents.to(self.device))]
+    def render(self, source: SourceCache, latents: torch.Tensor, keypoints: torch.Tensor | None = None) -> list[np.ndarray]:
+        """Frames (S, S, 3) uint8 for latents (B, D) (and optionally keypoints (B, K, 2) to warp with)."""
+        kp = None if keypoints is None else keypoints.to(self.device)
+        return [to_image(f) for f in self.net.render(source, latents.to(self.device), kp_drv=kp)]
 
 
 def track_motion_inputs(frames: Iterable[np.ndarray], size: int, path: Path | None = None) -> Iterator[np.ndarray]:
@@ -116,11 +117,14 @@ def reenact(
 
     def emit(chunk: list[np.ndarray]) -> Iterator[np.ndarray]:
         lat = runner.encode(chunk)
+        kp = None
         if relative:
             if "m0" not in state:
                 state["m0"] = lat[:1].clone()
+            with torch.inference_mode():
+                kp = runner.net.relative_keypoints(src, lat, state["m0"].expand_as(lat))
             lat = src.motion + (lat - state["m0"])
-        for f in runner.render(src, lat):
+        for f in runner.render(src, lat, kp):
             bar.update(1)
             yield pt.paste(f) if paste else f
 

@@ -138,3 +138,20 @@ def test_keypoint_net_round_trip_and_flow_follows_keypoints(tmp_path):
     net.save_pretrained(tmp_path / "kp")
     with torch.no_grad():
         assert torch.equal(HeadImitationNet.from_pretrained(tmp_path / "kp")(x, x, x.flip(0)), ref)
+
+
+def test_relative_keypoints_keep_the_portrait_shape():
+    torch.manual_seed(1)
+    net = HeadImitationNet(**TINY, keypoints=True).eval()
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        src = net.prepare_source(x[:1], x[:1])
+        m = net.encode_motion(x)
+        # the driver at its reference frame: the portrait's own keypoints, whatever the driver's face
+        rel = net.relative_keypoints(src.expand(3), m, m)
+        assert torch.allclose(rel, src.keypoints.expand(3, -1, -1))
+        moved = net.relative_keypoints(src.expand(3), m, m[:1].expand(3, -1))
+        assert torch.allclose(moved - src.keypoints, net.decode_keypoints(m) - net.decode_keypoints(m[:1]), atol=1e-6)
+        _, flow_rel, _ = net.render(src, m, return_flow=True, kp_drv=rel)
+        _, flow_abs, _ = net.render(src, m, return_flow=True)
+        assert not torch.allclose(flow_rel, flow_abs)
