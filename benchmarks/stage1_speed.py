@@ -12,6 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from infp.models.head_imitation import HeadImitationNet
+from infp.models.keypoints import heatmaps
 from infp.modules.warp import warp
 
 
@@ -33,24 +34,32 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     net = HeadImitationNet.from_pretrained(args.checkpoint) if args.checkpoint else HeadImitationNet(image_size=args.size)
-    net.eval()
+    net.eval().to(memory_format=torch.channels_last)  # as Stage1Runner runs it
     s = net.image_size
-    img = torch.rand(1, 3, s, s) * 2 - 1
+    img = (torch.rand(1, 3, s, s) * 2 - 1).contiguous(memory_format=torch.channels_last)
     rows = []
     with torch.inference_mode():
         src = net.prepare_source(img, img)
         m = net.encode_motion(img)
-        flow, occ = net.flow(src.feats, src.motion, m)
+        h, w = src.feats.shape[-2:]
+
+        def keypoints():
+            kp = net.decode_keypoints(m)
+            return kp, (None if kp is None else heatmaps(kp, h, w, sigma=net.kp_sigma))
+
+        kp, heat = keypoints()
+        flow, occ = net.flow(src.feats, src.motion, m, src.keypoints, kp, heat)
         flow_hi = F.interpolate(flow, size=(s, s), mode="bilinear", align_corners=False)
         warped = warp(src.feats, flow) * occ
         warped_rgb = warp(src.image, flow_hi)
         rows.append(("appearance encoder (once per portrait)", timed(lambda: net.appearance(img), args.runs)))
         rows.append(("motion encoder (reenactment only)", timed(lambda: net.encode_motion(img), args.runs)))
         per_frame = [
-            ("flow + occlusion", timed(lambda: net.flow(src.feats, src.motion, m), args.runs)),
+            ("keypoint decoder + heatmaps", timed(keypoints, args.runs)),
+            ("flow + occlusion", timed(lambda: net.flow(src.feats, src.motion, m, src.keypoints, kp, heat), args.runs)),
             ("warp features", timed(lambda: warp(src.feats, flow) * occ, args.runs)),
             ("warp source RGB", timed(lambda: warp(src.image, F.interpolate(flow, size=(s, s), mode="bilinear", align_corners=False)), args.runs)),
-            ("decoder", timed(lambda: net.decoder(warped, warped_rgb, m), args.runs)),
+            ("decoder", timed(lambda: net.decoder(warped, warped_rgb, m, heat), args.runs)),
         ]
         rows += per_frame
         total = timed(lambda: net.render(src, m), args.runs)

@@ -37,14 +37,14 @@ class FlowEstimator(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, feats: torch.Tensor, m_src: torch.Tensor, m_drv: torch.Tensor, kp_src: torch.Tensor | None = None,
-                kp_drv: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                kp_drv: torch.Tensor | None = None, heat_drv: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.cat([m_src, m_drv, m_drv - m_src], dim=1)  # (B, 3D)
         zmap = self.z_map(z)[:, :, None, None].expand(-1, -1, *feats.shape[-2:])
         inputs = [feats, zmap]
         prior = None
         if self.kp_map is not None:
             hw = feats.shape[-2:]
-            prior, heat_drv = sparse_motion(kp_src, kp_drv, *hw, sigma=self.kp_sigma)
+            prior, heat_drv = sparse_motion(kp_src, kp_drv, *hw, sigma=self.kp_sigma, heat=heat_drv)
             heat_src = heatmaps(kp_src, *hw, sigma=self.kp_sigma)
             inputs.append(self.kp_map(torch.cat([heat_drv, heat_src, prior], dim=1)))
         h0 = self.inp(torch.cat(inputs, dim=1))  # (B, W, h, w)

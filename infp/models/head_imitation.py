@@ -101,11 +101,11 @@ class HeadImitationNet(Pretrained):
         source = source.expand(m_drv.shape[0])
         if kp_drv is None:
             kp_drv = self.decode_keypoints(m_drv)
-        flow, occlusion = self.flow(source.feats, source.motion, m_drv, source.keypoints, kp_drv)  # (B, 2, h, w), (B, 1, h, w)
+        heat = None if kp_drv is None else heatmaps(kp_drv, *source.feats.shape[-2:], sigma=self.kp_sigma)
+        flow, occlusion = self.flow(source.feats, source.motion, m_drv, source.keypoints, kp_drv, heat)  # (B, 2, h, w), (B, 1, h, w)
         warped = warp(source.feats, flow) * occlusion
         flow_hi = F.interpolate(flow, size=source.image.shape[-2:], mode="bilinear", align_corners=False)
         warped_rgb = warp(source.image, flow_hi)
-        heat = None if kp_drv is None else heatmaps(kp_drv, *warped.shape[-2:], sigma=self.kp_sigma)
         frame = self.decoder(warped, warped_rgb, m_drv, heat)
         return (frame, flow, occlusion) if return_flow else frame
 

@@ -62,13 +62,14 @@ def heatmaps(kp: torch.Tensor, height: int, width: int, sigma: float = 0.04) -> 
 
 
 def sparse_motion(kp_src: torch.Tensor, kp_drv: torch.Tensor, height: int, width: int, sigma: float = 0.04,
-                  background: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+                  background: float = 0.1, heat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Backward flow (B, 2, H, W) from keypoint displacements, and the driving heatmaps (B, K, H, W).
 
     At a pixel near driving keypoint k the flow points to where k was in the source; far from every
-    keypoint it fades to zero (the ``background`` weight).
+    keypoint it fades to zero (the ``background`` weight). ``heat``: the driving heatmaps if already made.
     """
-    heat = heatmaps(kp_drv, height, width, sigma)
+    if heat is None:
+        heat = heatmaps(kp_drv, height, width, sigma)
     weights = heat / (heat.sum(dim=1, keepdim=True) + background)
     flow = torch.einsum("bkhw,bkc->bchw", weights, kp_src - kp_drv)
     return flow, heat
