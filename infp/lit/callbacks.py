@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -84,3 +85,17 @@ class RewindLogsOnResume(pl.Callback):
                         lg._experiment.close()
                         lg._experiment = None
                     kwargs["purge_step"] = step
+
+
+class DistinctRankSeeds(pl.Callback):
+    """With several ranks, give each its own random stream for training (diffusion timesteps and noise,
+    condition dropout, data drawn in the main process).
+
+    ``seed_everything`` seeds every rank alike, which keeps the initial weights equal, but then every
+    rank draws the same timesteps and noise in every step. At the start of training each rank's torch
+    generator is reseeded from the common seed and its rank (reproducible; a no-op on one process).
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size > 1:
+            torch.manual_seed((torch.initial_seed() + 1_000_003 * trainer.global_rank) % 2**63)
