@@ -309,7 +309,8 @@ class LiveSession:
         self._stop = False
         self._flush = False
         self._finished = threading.Event()
-        self._render_est = 0.0  # seconds per rendered frame (running estimate), for the drop decision
+        self._render_times: deque[float] = deque(maxlen=8)  # recent seconds per rendered frame
+        self._skipped = 0  # frames dropped in a row on the estimate alone
         self._since_change = 0
         self._load_ema, self._clean, self._up_after = 0.5, 0, 125  # stepping back up (see _adapt)
         self._reached_by_step_up = False
@@ -409,7 +410,17 @@ class LiveSession:
         return math.inf if wall is None else wall + self.delay - self.margin
 
     def _should_drop(self, k: int) -> bool:
-        return self.clock() + self._render_est > self._deadline(k)
+        deadline, now = self._deadline(k), self.clock()
+        if now > deadline:
+            return True
+        # the median of recent renders predicts this one; each frame dropped on that prediction alone
+        # shrinks it, so one slow render (a hiccup of a shared CPU) cannot lock out rendering
+        est = float(np.median(self._render_times)) * 0.8 ** self._skipped if self._render_times else 0.0
+        if now + est > deadline:
+            self._skipped += 1
+            return True
+        self._skipped = 0
+        return False
 
     def _run(self) -> None:
         try:
@@ -456,7 +467,7 @@ class LiveSession:
     def _emit(self, f: StreamFrame) -> None:
         wall = self._frame_wall.pop(f.index, None)
         if f.image is not None:
-            self._render_est = f.render_s if self._render_est == 0 else 0.8 * self._render_est + 0.2 * f.render_s
+            self._render_times.append(f.render_s)
         jpeg = None
         if f.image is not None and self.encode:
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
@@ -509,7 +520,8 @@ class LiveSession:
         if new.size != self.session.size:
             self.session.set_portrait(self.portraits[new.size])
         self.session.set_steps(new.steps)
-        self._render_est = 0.0
+        self._render_times.clear()
+        self._skipped = 0
         self._since_change = self._clean = 0
         self._load_ema = 0.5
         self.note = "" if index == 0 else f"rendering at {new} because {why}"
