@@ -185,7 +185,7 @@ def test_external_agent_pcm_tts_and_recording(server, voices):
     assert server["proc"].poll() is None
 
 
-def test_bad_requests_get_errors_not_crashes(server):
+def test_bad_requests_get_errors_not_crashes(server, voices):
     async def scenario():
         async with aiohttp.ClientSession() as http:
             ws, hello = await _connect(http, server["ws"] + "/ws")
@@ -197,6 +197,9 @@ def test_bad_requests_get_errors_not_crashes(server):
                 assert any(m["type"] == "error" for m in texts), bad
             assert (await http.get(server["url"] + "/recordings/..%2Fsecret")).status == 404
             assert (await http.post(server["url"] + "/api/upload?name=x.wav", data=b"not audio")).status == 400
+            # an audio file uploaded from the page is queued as the agent's voice
+            good = await http.post(server["url"] + "/api/upload?name=agent.wav", data=(voices["dir"] / "agent.wav").read_bytes())
+            assert good.status == 200 and await good.json() == {"queued": "agent.wav", "seconds": 4.0}
             page = await (await http.get(server["url"] + "/")).text()
             assert "avatar" in page and "/static/app.js" in page
             await ws.close()
