@@ -79,7 +79,7 @@ def test_slurm_launcher_follows_the_trainer():
     la = cfg.hydra.launcher
     assert la._target_.endswith("SlurmLauncher") and la.partition == "gpu"
     assert (la.nodes, la.gpus_per_node, la.tasks_per_node) == (2, 8, 8)
-    assert cfg.trainer.strategy == "ddp" and cfg.trainer.precision == "bf16-mixed"
+    assert cfg.trainer.strategy == "ddp_find_unused_parameters_true" and cfg.trainer.precision == "bf16-mixed"
     multinode = _compose("stage1", ["hydra/launcher=slurm", "trainer=multinode", "paths.output_dir=/tmp/unused"])
     assert (multinode.hydra.launcher.nodes, multinode.hydra.launcher.tasks_per_node) == (4, 8)
 

@@ -4,6 +4,7 @@ Lightning's script-relaunching DDP."""
 
 import copy
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -167,3 +168,22 @@ def test_multirun_with_script_relaunching_ddp(tmp_path, sample_corpus):
     for r in rows:  # rank 1 of each run logged into that run's folder, and no extra sweep was started
         assert (sweep / r["folder"] / "train_ddp_process_1.log").is_file()
     assert len([p for p in sweep.iterdir() if p.is_dir()]) == 2
+
+
+@pytest.mark.slow
+def test_gpu_experiment_with_its_gan_runs_under_ddp(tmp_path, sample_corpus):
+    """stage1_gpu_256 (DDP, discriminator with manual optimization), shrunk to 2 CPU processes."""
+    run = tmp_path / "run"
+    res = _train_cli(["experiment=stage1_gpu_256", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
+                      "data.size=64", "data.batch_size=2", "data.samples_per_epoch=8", "data.val_pairs_per_clip=1",
+                      "data.cache_frames=true", "data.num_workers=0", "model.motion_dim=16", "model.net.feat_channels=16",
+                      "model.net.encoder_widths=[8,16]", "model.net.encoder_input=64", "model.net.flow_width=8",
+                      "model.net.decoder_res=1", "model.net.decoder_widths=[8,8]", "model.discriminator.base=8",
+                      "trainer.max_steps=4", f"paths.corpus={sample_corpus}", f"hydra.run.dir={run}",
+                      "trainer.enable_progress_bar=false"], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 4 and metrics["val/psnr"] > 5
+    assert (run / "train_ddp_process_1.log").is_file()
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert any(k.startswith("discriminator.") for k in ckpt["state_dict"])

@@ -46,7 +46,7 @@ def test_a_training_step_updates_every_network(sample_corpus):
 @pytest.mark.parametrize("experiment, size", [("stage1_gpu_256", 256), ("stage1_gpu_512", 512)])
 def test_gpu_experiments_compose_and_instantiate(experiment, size):
     cfg = _cfg([f"experiment={experiment}", "paths.output_dir=/tmp/unused"])
-    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.strategy == "ddp"
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.strategy == "ddp_find_unused_parameters_true"
     assert cfg.data.size == size and cfg.data.cache_frames is False
     model = instantiate(cfg.model)
     assert model.net.image_size == size and model.discriminator is not None
