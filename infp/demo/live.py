@@ -316,16 +316,35 @@ class LiveSession:
         self._reached_by_step_up = False
         self.changes: list[dict] = []  # quality changes, for reports
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="infp-live", daemon=True)
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self.run, name="infp-live", daemon=True)
 
     # -- control ----------------------------------------------------------------------------------
     @property
     def level(self) -> Level:
         return self.levels[self.level_index]
 
-    def start(self) -> "LiveSession":
-        self._thread.start()
+    def start(self, thread: bool = True) -> "LiveSession":
+        """Start generating: on a thread of its own, or (``thread=False``) when the caller runs ``run()``.
+
+        Rendering is markedly faster on the process's main thread (torch's CPU kernels run about
+        1.4x slower from a secondary thread here), so the demo's server and ``--simulate`` call
+        ``run()`` on the main thread and do their I/O on other threads.
+        """
+        if thread:
+            self._thread.start()
         return self
+
+    def run(self) -> None:
+        """Generate frames until the input ends (``end_input``/``finish``) or ``close()``; blocks."""
+        self._started.set()
+        self._run()
+
+    def end_input(self) -> None:
+        """No more audio: the worker generates what is left (last hop padded with silence) and returns."""
+        with self._cond:
+            self._flush = True
+            self._cond.notify()
 
     def ingest(self, other: np.ndarray, wall: float | None = None) -> tuple[int, np.ndarray]:
         """The partner's next samples arrived (16 kHz mono float32); the clock advances by as many.
@@ -347,11 +366,10 @@ class LiveSession:
 
     def finish(self, timeout: float | None = None) -> None:
         """End of input: generate what is left (the last hop padded with silence) and stop the worker."""
-        with self._cond:
-            self._flush = True
-            self._cond.notify()
+        self.end_input()
         self._finished.wait(timeout)
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         if self.error is not None:
             raise self.error
 
@@ -362,6 +380,8 @@ class LiveSession:
             self._cond.notify()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        elif self._started.is_set():
+            self._finished.wait(5)
         with self._lock:
             if self.recorder is not None and not self.recorder.done.is_set():
                 self.recorder.abort()

@@ -10,10 +10,12 @@ import asyncio
 import io
 import json
 import logging
+import queue
 import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -122,6 +124,7 @@ class DemoServer:
         self.sessions_served = 0
         self.refused = 0
         self.client_stats: dict = {}
+        self.compute: queue.Queue | None = None  # sessions for the main thread to run (set by serve)
 
     # -- helpers ----------------------------------------------------------------------------------
     def audio_files(self) -> list[str]:
@@ -231,7 +234,10 @@ class DemoServer:
             raise
         self.live, self.peer = live, request.remote
         self.sessions_served += 1
-        live.start()
+        if self.compute is not None:
+            self.compute.put(live)  # run() on the main thread (see serve)
+        else:
+            live.start()
         log.info("session from %s started", request.remote)
         outbox.put_nowait({"type": "hello", **self.info(), "busy": False})
 
@@ -354,20 +360,54 @@ class DemoServer:
 
 
 def serve(server: DemoServer, host: str = "127.0.0.1", port: int = 8000, ready=None) -> None:
-    """Run the web server until interrupted; prints the address (port 0 picks a free one)."""
+    """Run the web server until interrupted; prints the address (port 0 picks a free one).
+
+    The web server's event loop runs on a second thread; the main thread runs the live sessions'
+    generation, where torch's CPU kernels are fastest (see ``LiveSession.start``).
+    """
+    server.compute = queue.Queue()
+    started = threading.Event()
+    failed: list[BaseException] = []
+    state: dict = {}
 
     async def main() -> None:
         runner = web.AppRunner(server.app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        actual = site._server.sockets[0].getsockname()[1]  # the port really bound (port 0 picks one)
-        print(f"infp demo: serving on http://{host}:{actual}/ (Ctrl-C to stop)", flush=True)
-        if ready is not None:
-            ready(actual)
+        state["port"] = site._server.sockets[0].getsockname()[1]  # the port really bound (port 0 picks one)
+        state["stop"] = asyncio.Event()
+        state["loop"] = asyncio.get_running_loop()
+        started.set()
         try:
-            await asyncio.Event().wait()
+            await state["stop"].wait()
         finally:
             await runner.cleanup()
 
-    asyncio.run(main())
+    def web_thread() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as e:  # noqa: BLE001  (reported on the main thread)
+            failed.append(e)
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=web_thread, name="infp-web", daemon=True)
+    thread.start()
+    started.wait()
+    if failed:
+        raise InfpError(f"cannot serve on {host}:{port} ({failed[0]})")
+    print(f"infp demo: serving on http://{host}:{state['port']}/ (Ctrl-C to stop)", flush=True)
+    if ready is not None:
+        ready(state["port"])
+    try:
+        while thread.is_alive():
+            try:
+                live = server.compute.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            live.run()
+    finally:
+        if "loop" in state and thread.is_alive():
+            state["loop"].call_soon_threadsafe(state["stop"].set)
+            thread.join(10)

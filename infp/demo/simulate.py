@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -46,30 +47,47 @@ def simulate(pipe, portrait, own: np.ndarray, other: np.ndarray, settings, *, si
         sessions.append(live)
     live.agent.add(own, "self")
     rec = live.start_recording(record) if record is not None else None
-    live.start()
+    live.start(thread=False)  # generation runs on this (the main) thread: see LiveSession.start
     if started is not None:
         started(live)
     t0 = time.monotonic()
-    next_progress = t0 + progress_every
-    lateness = []
+    lateness: list[float] = []
+    failure: list[BaseException] = []
+
+    def microphone() -> None:
+        """The partner's file, chunk by chunk at the moment its last sample would have been captured."""
+        next_progress = t0 + progress_every
+        try:
+            for start in range(0, n, chunk):
+                piece = other[start:start + chunk]
+                due = t0 + (start + len(piece)) / SAMPLE_RATE
+                now = time.monotonic()
+                if due > now:
+                    time.sleep(due - now)
+                now = time.monotonic()
+                lateness.append(now - due)
+                live.ingest(piece, wall=now)
+                if progress is not None and now >= next_progress:
+                    progress(live)
+                    next_progress += progress_every
+                if live.error is not None:
+                    return
+            if rec is not None:
+                rec.stop(n)
+        except BaseException as e:  # noqa: BLE001  (re-raised on the main thread)
+            failure.append(e)
+        finally:
+            live.end_input()
+
+    feeder = threading.Thread(target=microphone, name="infp-microphone", daemon=True)
+    feeder.start()
     try:
-        for start in range(0, n, chunk):
-            piece = other[start:start + chunk]
-            due = t0 + (start + len(piece)) / SAMPLE_RATE
-            now = time.monotonic()
-            if due > now:
-                time.sleep(due - now)
-            now = time.monotonic()
-            lateness.append(now - due)
-            live.ingest(piece, wall=now)
-            if progress is not None and now >= next_progress:
-                progress(live)
-                next_progress += progress_every
-            if live.error is not None:
-                raise live.error
-        if rec is not None:
-            rec.stop(n)
-        live.finish()
+        live.run()
+        feeder.join()
+        if failure:
+            raise failure[0]
+        if live.error is not None:
+            raise live.error
         if rec is not None and not rec.done.wait(60):
             raise RuntimeError("the recording did not finish")
         if rec is not None and rec.error is not None:
