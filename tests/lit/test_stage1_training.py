@@ -72,7 +72,7 @@ def test_keypoint_supervision_and_warm_start(tmp_path, sample_corpus):
         opt.zero_grad()
         err.backward()
         opt.step()
-        errors.append(float(err))
+        errors.append(float(err.detach()))
     assert errors[-1] < 0.5 * errors[0]
     # warm start from a checkpoint without keypoints: everything but the keypoint layers is copied
     plain = HeadImitationNet(**{**model.net.config, "keypoints": False})
