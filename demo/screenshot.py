@@ -32,7 +32,10 @@ async def shoot(url: str, mic: Path, out: Path, seconds: float) -> dict:
         await page.evaluate("""(() => { for (const o of document.getElementById('files').options)
             o.selected = (o.value === 'ditto.flac'); document.getElementById('play').click(); return 1; })()""")
         await asyncio.sleep(seconds)
-        await page.wait_for("demo.stats().states.slice(-1)[0].state === 'both'", timeout=30, interval=0.05)
+        try:  # both voices on the meters, if the two still overlap
+            await page.wait_for("demo.stats().states.slice(-1)[0].state === 'both'", timeout=20, interval=0.05)
+        except TimeoutError:
+            pass
         await page.screenshot(out)
         return await page.evaluate("demo.stats()")
 

@@ -71,7 +71,7 @@ class Chromium:
         return a + list(self.extra_args) + ["about:blank"]
 
     async def __aenter__(self) -> "Chromium":
-        self._tmp = tempfile.TemporaryDirectory(prefix="infp-chromium-")
+        self._tmp = tempfile.TemporaryDirectory(prefix="infp-chromium-", ignore_cleanup_errors=True)
         self.proc = subprocess.Popen(self.args(self._tmp.name), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         port_file = Path(self._tmp.name) / "DevToolsActivePort"
         deadline = time.monotonic() + 30
