@@ -8,19 +8,12 @@ import pytest
 import soundfile as sf
 
 from infp.io import probe, read_audio, read_frames, write_image, write_wav
-from infp.models.audio_to_motion import AudioToMotionNet
-from infp.models.head_imitation import HeadImitationNet
 from infp.pipelines.render import Pipeline, RenderSettings, conversation_state
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights")
-    HeadImitationNet(image_size=64, motion_dim=8, feat_channels=16, encoder_widths=(8, 16), encoder_input=64,
-                     flow_width=8, decoder_res=1, decoder_widths=(8, 8)).save_pretrained(folder / "stage1")
-    AudioToMotionNet(motion_dim=8, audio_dim=16, audio_hidden=16, guide_dim=32, bank_size=8, style_dim=8,
-                     dit_dim=32, depth=1).save_pretrained(folder / "stage2")
-    return folder
+def weights(tiny_weights):
+    return tiny_weights
 
 
 @pytest.fixture(scope="module")

@@ -7,21 +7,14 @@ import pytest
 
 from infp.audio.vad import frame_speech_prob
 from infp.io import read_audio
-from infp.models.audio_to_motion import AudioToMotionNet
-from infp.models.head_imitation import HeadImitationNet
 from infp.pipelines.portrait import load_portrait
 from infp.pipelines.render import Pipeline, RenderSettings, conversation_state
 from infp.pipelines.streaming import StreamingSession, frame_state, level_db
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights")
-    HeadImitationNet(image_size=64, motion_dim=8, feat_channels=16, encoder_widths=(8, 16), encoder_input=64,
-                     flow_width=8, decoder_res=1, decoder_widths=(8, 8)).save_pretrained(folder / "stage1")
-    AudioToMotionNet(motion_dim=8, audio_dim=16, audio_hidden=16, guide_dim=32, bank_size=8, style_dim=8,
-                     dit_dim=32, depth=1).save_pretrained(folder / "stage2")
-    return Pipeline.from_pretrained(folder)
+def pipe(tiny_weights):
+    return Pipeline.from_pretrained(tiny_weights)
 
 
 @pytest.fixture(scope="module")
