@@ -5,9 +5,11 @@
 
 Self-reenactment: each validation clip's first frame is the source, every frame's motion drives it;
 PSNR / SSIM / L1 against the real frames. Cross-identity: each portrait is driven (relative motion) by
-the driving video; identity is the rigid face-shape distance (see infp.eval.face_metrics) of the output
-to the portrait vs. to the driver, and the mouth check is the correlation of the output's mouth opening
-with the driver's, both measured with the face-mesh landmarker on the rendered frames.
+the driving video; identity is measured twice, as the distance of every output frame to the portrait vs.
+to the driver's frame: by face-recognition embedding (dlib's ResNet, infp.eval.face_id; distance < 0.6 =
+same person; needs `pip install 'infp[eval]'`) and by rigid face shape (infp.eval.face_metrics). The
+mouth check is the correlation of the output's mouth opening with the driver's, both measured with the
+face-mesh landmarker on the rendered frames.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from infp.constants import FPS
 from infp.data.clips import ClipIndex
 from infp.data.stage1 import to_tensor
+from infp.eval import face_id
 from infp.eval.face_metrics import identity_distance, mouth_opening
 from infp.face import FaceDetector, motion_input
 from infp.io import iter_frames
@@ -87,8 +90,19 @@ def cross_identity(runner: Stage1Runner, portraits: list[Path], driving: Path, m
         to_driver = identity_distance(out_lm[ok], drv_lm[ok])
         out_mouth = mouth_opening(out_lm[ok])
         r = float(np.corrcoef(out_mouth, drv_mouth[ok])[0, 1]) if ok.sum() > 2 else float("nan")
+        face = {}
+        if face_id.available():
+            emb = face_id.FaceEmbedder()
+            e_out = np.stack([emb.embed(frames[t], out_lm[t]) for t in np.flatnonzero(ok)])
+            e_drv = np.stack([emb.embed(drv_frames[t], drv_lm[t]) for t in np.flatnonzero(ok)])
+            id_p = face_id.embedding_distance(e_out, emb.embed(pt.crop, pt.landmarks))
+            id_d = face_id.embedding_distance(e_out, e_drv)
+            face = {"face_id_dist_to_portrait": float(id_p.mean()), "face_id_dist_to_driver": float(id_d.mean()),
+                    "face_id_same_person_as_portrait": float(np.mean(id_p < face_id.SAME_PERSON)),
+                    "face_id_same_person_as_driver": float(np.mean(id_d < face_id.SAME_PERSON)),
+                    "face_id_closer_to_portrait": float(np.mean(id_p < id_d))}
         results.append({
-            "portrait": p.name, "frames_with_face": f"{int(ok.sum())}/{len(frames)}",
+            "portrait": p.name, "frames_with_face": f"{int(ok.sum())}/{len(frames)}", **face,
             "shape_dist_to_portrait": float(np.mean(to_portrait)), "shape_dist_to_driver": float(np.mean(to_driver)),
             "closer_to_portrait": float(np.mean(to_portrait < to_driver)),
             "mouth_corr_with_driver": r,

@@ -4,7 +4,7 @@ Item for window start s (frames): ``x0`` (W, D) target offsets, ``prev`` (P, D) 
 before (zeros before the clip start), ``has_prev`` (s > 0), ``self_audio`` / ``other_audio`` covering
 frames [s - P - C, s + W) (zeros before the clip start; C = audio-encoder context), and the style
 inputs: ``neutral`` (a random frame's latent of the same clip) and ``spread`` (the clip's per-dim std,
-or zeros). Offsets are latents minus the clip's mean latent, divided by ``scale`` (per-dim std over
+or zeros), and ``mean``. Offsets are latents minus the clip's mean latent, divided by ``scale`` (per-dim std over
 the training clips, or a fixed random subset of at most ``stats_clips`` of them; computed when not given).
 
 Nothing is loaded up front: clip lengths come from the index, the latents folder is listed once, and a
@@ -150,4 +150,5 @@ class DyadicMotionWindows(Dataset):
             "other_audio": torch.from_numpy(self._audio(cid, "other.wav", a0, a1)),
             "neutral": torch.from_numpy(lat[int(rng.integers(0, len(lat)))].astype(np.float32)),
             "spread": torch.from_numpy(spread.astype(np.float32)),
+            "mean": torch.from_numpy(mean.astype(np.float32)),  # x0 * scale + mean = the latents
         }

@@ -1,9 +1,10 @@
 """Face measurements from 478-point landmarks (N, 478, 2): mouth opening and an identity-shape descriptor.
 
-No face-recognition network can be downloaded here, so identity is measured by face *shape*: distances
-between rigid landmarks (eye corners, nose, cheeks, forehead) normalised by the eye distance. They
-barely move with expression but differ between people; a reenactment keeps identity when its output
-is closer in this descriptor to the portrait than to the driver.
+Identity by face *shape* needs no network: distances between rigid landmarks (eye corners, nose, cheeks,
+forehead) normalised by the eye distance. They barely move with expression but differ between people; a
+reenactment keeps identity when its output is closer in this descriptor to the portrait than to the
+driver. With the ``eval`` extra installed, ``identity_score(..., distance="face_id")`` uses a face-
+recognition embedding instead (infp.eval.face_id), which also sees skin, eyes and everything else.
 """
 
 from __future__ import annotations
@@ -42,13 +43,28 @@ def identity_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(shape_descriptor(a) - shape_descriptor(b), axis=-1)
 
 
-def identity_score(outputs: list[np.ndarray], sources: list[np.ndarray], drivers: list[np.ndarray]) -> float | None:
+def identity_score(outputs: list[np.ndarray], sources: list[np.ndarray], drivers: list[np.ndarray],
+                   distance: str = "shape") -> float | None:
     """Cross-reenactment identity score in [-1, 1] from RGB images: > 0 when outputs look like their sources.
 
     Per triple: (d(out, driver) - d(out, source)) / (d(out, driver) + d(out, source)) with d the shape
-    distance; the mean over triples where all three faces are found (None if none).
+    distance (``distance="shape"``) or the face-recognition embedding distance (``"face_id"``); the mean
+    over triples where all three faces are found (None if none).
     """
     from infp.face import FaceDetector
+
+    if distance == "face_id":
+        from infp.eval.face_id import FaceEmbedder, embedding_distance
+
+        embedder = FaceEmbedder()
+
+        def dist(x: tuple, y: tuple) -> float:  # x, y: (image, landmarks)
+            return float(embedding_distance(embedder.embed(*x), embedder.embed(*y)))
+    elif distance == "shape":
+        def dist(x: tuple, y: tuple) -> float:
+            return float(identity_distance(x[1], y[1]))
+    else:
+        raise ValueError(f"distance must be 'shape' or 'face_id', not {distance!r}")
 
     scores = []
     with FaceDetector(max_faces=1) as det:
@@ -60,6 +76,6 @@ def identity_score(outputs: list[np.ndarray], sources: list[np.ndarray], drivers
             lo, ls, ld = lm(o), lm(s), lm(d)
             if lo is None or ls is None or ld is None:
                 continue
-            to_src, to_drv = float(identity_distance(lo, ls)), float(identity_distance(lo, ld))
+            to_src, to_drv = dist((o, lo), (s, ls)), dist((o, lo), (d, ld))
             scores.append((to_drv - to_src) / max(to_drv + to_src, 1e-6))
     return float(np.mean(scores)) if scores else None

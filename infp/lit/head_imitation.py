@@ -178,9 +178,16 @@ class HeadImitation(pl.LightningModule):
         drv_m = torch.cat([b["driving_masked"] for b in bank]).roll(1, dims=0)
         with torch.no_grad():
             out = self.net.render(self.net.prepare_source(src, src_m), self.net.encode_motion(drv_m))
-        score = identity_score([to_image(o) for o in out], [to_image(s) for s in src], [to_image(d) for d in drv])
+        images = [to_image(o) for o in out], [to_image(s) for s in src], [to_image(d) for d in drv]
+        score = identity_score(*images)
         if score is not None:
             self.log("val/identity", score, rank_zero_only=True)
+        from infp.eval import face_id
+
+        if face_id.available():  # the same score with a face-recognition embedding (pip install 'infp[eval]')
+            score = identity_score(*images, distance="face_id")
+            if score is not None:
+                self.log("val/identity_face", score, rank_zero_only=True)
 
     def configure_optimizers(self):
         opt_g = self.optimizer_factory(self.net.parameters())

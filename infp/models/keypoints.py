@@ -25,6 +25,8 @@ KEYPOINTS: list[int] = (
 point, the iris centres, nose tip and a third of the outline with the chin (81 points)."""
 
 N_KEYPOINTS = len(KEYPOINTS)
+N_LIP_KEYPOINTS = len(LIPS) + len(INNER_LIPS)
+"""The lip contours come first in ``KEYPOINTS``."""
 
 
 def keypoint_mouth_opening(kp: torch.Tensor) -> torch.Tensor:

@@ -28,3 +28,31 @@ def test_composed_dialogue_follows_its_schedule(samples):
         assert vad[mid, ch].mean() > 0.8  # each turn is speech on its own channel
     assert (vad[:, 0] & vad[:, 1]).sum() >= 5  # the overlap
     assert (~vad[:, 0] & ~vad[:, 1]).sum() >= 10  # the pauses
+
+
+def test_face_id_embeddings_tell_people_apart(samples):
+    """Two frames of one talking video are the same person; three portraits are three people."""
+    import pytest
+
+    from infp.eval import face_id
+    from infp.eval.face_metrics import identity_score
+    from infp.face import FaceDetector
+    from infp.io import iter_frames
+    from infp.pipelines.portrait import load_portrait
+
+    if not face_id.available():
+        pytest.skip("needs the eval extra (dlib-bin, face_recognition_models)")
+    emb = face_id.FaceEmbedder()
+    portraits = [load_portrait(samples / "portraits" / f"{n}.jpg", 256) for n in ("lp_s1", "lp_s5", "hallo_1")]
+    people = [emb.embed(p.crop, p.landmarks) for p in portraits]
+    assert people[0].shape == (128,)
+    frames = [f for i, f in zip(range(60), iter_frames(samples / "video" / "lp_d11.mp4", fps=25)) if i in (0, 59)]
+    with FaceDetector(max_faces=1, video=False) as det:
+        same = [emb.embed(f, det.detect(f)[0].landmarks) for f in frames]
+    assert face_id.embedding_distance(same[0], same[1]) < face_id.SAME_PERSON
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert face_id.embedding_distance(people[i], people[j]) > face_id.SAME_PERSON
+    a, b = portraits[0].crop, portraits[2].crop
+    assert identity_score([a], [a], [b], distance="face_id") == pytest.approx(1.0)
+    assert identity_score([b], [a], [b], distance="face_id") == pytest.approx(-1.0)

@@ -18,12 +18,17 @@ def _cfg(overrides):
 
 
 @pytest.fixture(scope="module")
-def motion_dir(sample_corpus, tmp_path_factory):
+def stage1_ckpt(tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("s1") / "ckpt"
     HeadImitationNet(image_size=64, motion_dim=8, feat_channels=16, encoder_widths=(8, 16), encoder_input=64,
-                     flow_width=8, decoder_res=1, decoder_widths=(8, 8)).save_pretrained(ckpt)
+                     flow_width=8, decoder_res=1, decoder_widths=(8, 8), keypoints=True).save_pretrained(ckpt)
+    return ckpt
+
+
+@pytest.fixture(scope="module")
+def motion_dir(sample_corpus, stage1_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("motion")
-    extract_motion(sample_corpus, ckpt, out, progress=False)
+    extract_motion(sample_corpus, stage1_ckpt, out, progress=False)
     return out
 
 
@@ -55,3 +60,28 @@ def test_gpu_experiment_composes():
     cfg = _cfg(["experiment=stage2_gpu", "paths.output_dir=/tmp/unused"])
     model = instantiate(cfg.model)
     assert model.net.guider.verbal.shape == (64, 512) and cfg.trainer.precision == "bf16-mixed"
+
+
+def test_lip_loss_through_the_frozen_keypoint_decoder(sample_corpus, motion_dir, stage1_ckpt):
+    import torch
+
+
+    cfg = _cfg(["experiment=stage2_debug", f"paths.corpus={sample_corpus}", f"data.motion_dir={motion_dir}",
+                "paths.output_dir=/tmp/unused", "model.w_lips=1.0", f"model.stage1_checkpoint={stage1_ckpt}"])
+    model = instantiate(cfg.model)
+    dm = instantiate(cfg.data)
+    dm.setup()
+    model.net.motion_scale.copy_(torch.as_tensor(dm.scale))
+    batch = next(iter(dm.train_dataloader()))
+    assert model.lip_loss(batch, batch["x0"]) == 0  # the real window has the real lips
+    x0 = batch["x0"].clone().requires_grad_(True)
+    off = model.lip_loss(batch, x0 + torch.randn_like(x0))
+    assert off > 0.01
+    off.backward()
+    assert x0.grad.abs().sum() > 0  # the loss reaches the generated latents...
+    assert all(p.grad is None for p in model.lip_decoder.parameters())  # ...and leaves the decoder frozen
+    t = torch.full((4,), 0.3)
+    loss, parts = model.loss(batch, t, torch.randn_like(batch["x0"]), torch.zeros(4, dtype=torch.bool), batch["has_prev"])
+    assert set(parts) == {"diffusion", "lips"} and torch.isclose(loss, parts["diffusion"] + parts["lips"])
+    with pytest.raises(Exception, match="stage1_checkpoint"):  # wrapped by hydra
+        instantiate(_cfg(["experiment=stage2_debug", "paths.output_dir=/tmp/unused", "model.w_lips=1.0"]).model)
