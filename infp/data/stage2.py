@@ -3,9 +3,13 @@
 Item for window start s (frames): ``x0`` (W, D) target offsets, ``prev`` (P, D) offsets of the frames
 before (zeros before the clip start), ``has_prev`` (s > 0), ``self_audio`` / ``other_audio`` covering
 frames [s - P - C, s + W) (zeros before the clip start; C = audio-encoder context), and the style
-inputs: ``neutral`` (a random frame's latent of the same clip) and ``spread`` (the clip's per-dim std,
-or zeros), and ``mean``. Offsets are latents minus the clip's mean latent, divided by ``scale`` (per-dim std over
-the training clips, or a fixed random subset of at most ``stats_clips`` of them; computed when not given).
+inputs: ``neutral`` (the clip's rest latent, see below) and ``spread`` (the clip's per-dim std, or
+zeros), and ``ref``. Offsets are latents minus the clip's *rest* latent (the mean latent of its frames
+with the most closed mouth, by the clip's landmarks), divided by ``scale`` (per-dim RMS of those offsets
+over the training clips, or a fixed random subset of at most ``stats_clips`` of them; computed when not
+given). At inference the portrait's latent takes the rest latent's place: a still face, mouth closed.
+Offsets from the clip *mean* would not do: in a clip where the face talks throughout, the mean has the
+mouth half open, talking becomes a zero offset, and talking and listening look alike to the model.
 
 Nothing is loaded up front: clip lengths come from the index, the latents folder is listed once, and a
 clip's latents are memory-mapped when first needed (at most ``max_open`` kept open per process).
@@ -30,16 +34,44 @@ ONE_SIDED = "one_sided"
 ALL = "all"
 
 
-def motion_stats(motion_dir: Path, clip_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(mean over clips of the clip means, per-dim std of offsets from the clip means)."""
-    offs, means = [], []
+REST_SHARE = 0.2
+"""The share of a clip's frames, those with the most closed mouth, that make its rest latent."""
+
+
+def rest_latent(lat: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
+    """(T, D) latents + (T, 478, 2) landmarks (or None) -> (D,) mean latent of the most-closed-mouth frames
+    (the clip mean without landmarks)."""
+    from infp.eval.face_metrics import mouth_opening
+
+    if landmarks is None:
+        return np.asarray(lat, dtype=np.float32).mean(axis=0)
+    n = min(len(lat), len(landmarks))
+    opening = mouth_opening(np.asarray(landmarks[:n], dtype=np.float32))
+    ok = np.flatnonzero(np.isfinite(opening))
+    if len(ok) == 0:
+        return np.asarray(lat, dtype=np.float32).mean(axis=0)
+    k = max(1, int(round(REST_SHARE * len(ok))))
+    rest = ok[np.argsort(opening[ok], kind="stable")[:k]]
+    return np.asarray(lat, dtype=np.float32)[rest].mean(axis=0)
+
+
+def clip_landmarks(root: Path, clip_id: str) -> np.ndarray | None:
+    path = root / "clips" / clip_id / "landmarks.npy"
+    return np.load(path) if path.is_file() else None
+
+
+def motion_stats(motion_dir: Path, clip_ids: list[str], root: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mean over clips of the rest latents, per-dim RMS of offsets from them); ``root``: the corpus,
+    for the clips' landmarks (without it, rest = clip mean)."""
+    offs, refs = [], []
     for cid in clip_ids:
         lat = np.load(motion_dir / f"{cid}.npy")
-        mean = lat.mean(axis=0)
-        offs.append(lat - mean)
-        means.append(mean)
+        ref = rest_latent(lat, None if root is None else clip_landmarks(root, cid))
+        offs.append(lat - ref)
+        refs.append(ref)
     off = np.concatenate(offs)
-    return np.mean(means, axis=0).astype(np.float32), np.maximum(off.std(axis=0), 1e-3).astype(np.float32)
+    rms = np.sqrt(np.mean(off.astype(np.float64) ** 2, axis=0))
+    return np.mean(refs, axis=0).astype(np.float32), np.maximum(rms, 1e-3).astype(np.float32)
 
 
 def stats_subset(clip_ids: list[str], max_clips: int) -> list[str]:
@@ -79,12 +111,13 @@ class DyadicMotionWindows(Dataset):
         self.window, self.context, self.audio_context = window, context, audio_context
         self.motion_dim = latent_dim(self.motion_dir, self.ids[0])
         if scale is None:
-            scale = motion_stats(self.motion_dir, stats_subset(self.ids, stats_clips))[1]
+            scale = motion_stats(self.motion_dir, stats_subset(self.ids, stats_clips), root)[1]
         self.scale = scale
         self.samples_per_epoch = samples_per_epoch
         self.p_spread = p_spread
         self.max_open = max_open
         self._open: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._rest: dict[str, np.ndarray] = {}  # (D,) per clip, small
         weights = self.n_frames.astype(np.float64)
         self.weights = weights / weights.sum()
         self._cdf = np.cumsum(self.weights)
@@ -105,6 +138,13 @@ class DyadicMotionWindows(Dataset):
         else:
             self._open.move_to_end(cid)
         return lat
+
+    def rest(self, cid: str) -> np.ndarray:
+        """(D,) rest latent of a clip (see ``rest_latent``)."""
+        ref = self._rest.get(cid)
+        if ref is None:
+            ref = self._rest[cid] = rest_latent(self.latents(cid), clip_landmarks(self.root, cid))
+        return ref
 
     def fixed_window(self, i: int) -> tuple[str, int]:
         """Validation window ``i``: evenly spaced starts over each clip."""
@@ -133,8 +173,8 @@ class DyadicMotionWindows(Dataset):
             cid = self.ids[c]
             s = int(rng.integers(0, int(self.n_frames[c]) - self.window + 1))
         lat = np.asarray(self.latents(cid), dtype=np.float32)
-        mean = lat.mean(axis=0)
-        off = (lat - mean) / self.scale
+        ref = self.rest(cid)
+        off = (lat - ref) / self.scale
         w, p = self.window, self.context
         prev = np.zeros((p, lat.shape[1]), dtype=np.float32)
         lo = max(0, s - p)
@@ -148,7 +188,7 @@ class DyadicMotionWindows(Dataset):
             "has_prev": torch.tensor(s > 0),
             "self_audio": torch.from_numpy(self._audio(cid, "self.wav", a0, a1)),
             "other_audio": torch.from_numpy(self._audio(cid, "other.wav", a0, a1)),
-            "neutral": torch.from_numpy(lat[int(rng.integers(0, len(lat)))].astype(np.float32)),
+            "neutral": torch.from_numpy(ref.astype(np.float32)),  # the portrait's latent at inference
             "spread": torch.from_numpy(spread.astype(np.float32)),
-            "mean": torch.from_numpy(mean.astype(np.float32)),  # x0 * scale + mean = the latents
+            "ref": torch.from_numpy(ref.astype(np.float32)),  # x0 * scale + ref = the latents
         }

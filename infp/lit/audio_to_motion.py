@@ -49,18 +49,23 @@ class AudioToMotion(pl.LightningModule):
         if stage1.motion_dim != self.net.motion_dim:
             raise InfpError(f"the stage-1 net has motion_dim {stage1.motion_dim}, stage 2 {self.net.motion_dim}",
                             Path(checkpoint))
-        dec = stage1.keypoints.eval().requires_grad_(False)
-        return dec
+        return stage1.keypoints.requires_grad_(False)  # an MLP: train/eval mode makes no difference
 
     def lip_loss(self, batch: dict[str, torch.Tensor], x0_pred: torch.Tensor) -> torch.Tensor:
-        """MSE of the lip keypoints of predicted vs real windows, in units of the batch's lip variance."""
+        """MSE of the lip shape (keypoints about their centre) of predicted vs real windows, in units of
+        the batch's lip-shape variance."""
         from infp.models.keypoints import N_LIP_KEYPOINTS
 
         scale = self.net.motion_scale
-        mean = batch["mean"][:, None]
-        kp_pred = self.lip_decoder((x0_pred * scale + mean).flatten(0, 1))[:, :N_LIP_KEYPOINTS]
+        ref = batch["ref"][:, None]
+
+        def lips(x0: torch.Tensor) -> torch.Tensor:  # lip shape: keypoints about their centre (no head motion)
+            kp = self.lip_decoder((x0 * scale + ref).flatten(0, 1))[:, :N_LIP_KEYPOINTS]
+            return kp - kp.mean(dim=1, keepdim=True)
+
+        kp_pred = lips(x0_pred)
         with torch.no_grad():
-            kp_true = self.lip_decoder((batch["x0"] * scale + mean).flatten(0, 1))[:, :N_LIP_KEYPOINTS]
+            kp_true = lips(batch["x0"])
             var = kp_true.var(dim=0).mean().clamp_min(1e-8)
         return F.mse_loss(kp_pred, kp_true) / var
 

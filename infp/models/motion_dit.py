@@ -1,8 +1,10 @@
 """Motion diffusion transformer: noisy window (B, W, D) + previous frames (B, P, D) + guidance (B, P+W, C) -> v (B, W, D).
 
 Tokens are the P previous (clean) frames followed by the W noisy frames; self-attention over all of
-them gives the temporal context that makes windows join seamlessly; cross-attention reads the guider
-features of the same frames; the diffusion time and the style vector modulate every block (AdaLN).
+them gives the temporal context that makes windows join seamlessly; each token also gets the guider
+feature of its own frame added (the frame-aligned path, which needs nothing learned to line up audio and
+motion), and cross-attention reads the guider features of all the frames around it; the diffusion time
+and the style vector modulate every block (AdaLN).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class MotionDiT(nn.Module):
         self.pos = nn.Parameter(torch.randn(context + window, dim) * 0.02)
         self.kind = nn.Parameter(torch.randn(2, dim) * 0.02)  # previous vs noisy tokens
         self.guide_pos = nn.Parameter(torch.randn(context + window, guide_dim) * 0.02)
+        self.guide_in = nn.Linear(guide_dim, dim)
         self.cond = nn.Sequential(nn.Linear(dim + style_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.blocks = nn.ModuleList([DiTBlock(dim, heads, guide_dim, dim) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
@@ -54,6 +57,7 @@ class MotionDiT(nn.Module):
         b, w, _ = x.shape
         p = prev.shape[1]
         tokens = torch.cat([self.inp(prev) + self.kind[0], self.inp(x) + self.kind[1]], dim=1) + self.pos[None, : p + w]
+        tokens = tokens + self.guide_in(guide[:, -(p + w):])  # guide frame i belongs to token i
         key_mask = torch.ones(b, p + w, dtype=torch.bool, device=x.device)
         key_mask[:, :p] = has_prev[:, None]
         cond = self.cond(torch.cat([timestep_embedding(t, self.dim), style], dim=-1))

@@ -18,8 +18,10 @@ class MotionGuider(nn.Module):
 
     def __init__(self, audio_dim: int = 128, dim: int = 256, bank_size: int = 64, style_dim: int = 64, heads: int = 4) -> None:
         super().__init__()
-        self.verbal = nn.Parameter(torch.randn(bank_size, dim) * 0.02)
-        self.nonverbal = nn.Parameter(torch.randn(bank_size, dim) * 0.02)
+        # Unit-scale entries: with tiny ones every query attends uniformly, every entry gets the same
+        # gradient, and the read-out never starts to depend on the audio.
+        self.verbal = nn.Parameter(torch.randn(bank_size, dim))
+        self.nonverbal = nn.Parameter(torch.randn(bank_size, dim))
         self.style = nn.Linear(style_dim, 4 * dim)
         nn.init.zeros_(self.style.weight)
         nn.init.zeros_(self.style.bias)

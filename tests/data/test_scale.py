@@ -58,8 +58,8 @@ def test_stage2_windows_are_lazy_and_use_a_bounded_statistics_subset(stage2_corp
     assert ds.motion_dim == 6 and len(ds._open) == 0  # nothing loaded at construction
     sub = stats_subset(ds.ids, 10)
     assert len(sub) == 10 and sub == stats_subset(ds.ids, 10)
-    np.testing.assert_allclose(ds.scale, motion_stats(ds.motion_dir, sub)[1])
-    assert not np.allclose(ds.scale, motion_stats(ds.motion_dir, ds.ids)[1])
+    np.testing.assert_allclose(ds.scale, motion_stats(ds.motion_dir, sub, root)[1])
+    assert not np.allclose(ds.scale, motion_stats(ds.motion_dir, ds.ids, root)[1])
     for i in range(20):
         item = ds[i]
         assert item["x0"].shape == (4, 6) and item["self_audio"].shape == ((16 + 17 + 4) * 640,)

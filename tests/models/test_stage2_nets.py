@@ -74,3 +74,19 @@ def test_checkpoint_round_trip_keeps_the_motion_scale(tmp_path):
     a = generate_motion(net, own, own[::-1].copy(), torch.zeros(8), steps=2, seed=1)
     b = generate_motion(back, own, own[::-1].copy(), torch.zeros(8), steps=2, seed=1)
     np.testing.assert_array_equal(a, b)
+
+
+def test_untrained_guider_already_listens_to_its_audio():
+    """At initialisation the read-out of each bank must vary with the audio that queries it (relative to
+    its size); a degenerate bank attends uniformly, and then no gradient ever teaches it the audio."""
+    torch.manual_seed(0)
+    g = MotionGuider(audio_dim=128, dim=256, bank_size=64, style_dim=64)
+    style = torch.zeros(1, 64)
+    quiet, loud = torch.randn(1, 20, 128) * 0.1, torch.randn(1, 20, 128) * 2
+    for which in ("self", "other"):
+        a, b = (quiet, torch.zeros_like(quiet)), (loud, torch.zeros_like(quiet))
+        if which == "other":
+            a, b = a[::-1], b[::-1]
+        out_a, out_b = g(*a, style), g(*b, style)
+        change = (out_a - out_b).norm(dim=-1).mean()
+        assert change > 0.1 * out_a.norm(dim=-1).mean(), which
