@@ -48,18 +48,15 @@ def main() -> None:
             return kp, (None if kp is None else heatmaps(kp, h, w, sigma=net.kp_sigma))
 
         kp, heat = keypoints()
-        flow, occ = net.flow(src.feats, src.motion, m, src.keypoints, kp, heat, cache=src.flow_cache)
+        flow, occ = net.flow(src.feats, src.motion, m, src.keypoints, kp, heat)
         flow_hi = F.interpolate(flow, size=(s, s), mode="bilinear", align_corners=False)
         warped = warp(src.feats, flow) * occ
         warped_rgb = warp(src.image, flow_hi)
         rows.append(("appearance encoder (once per portrait)", timed(lambda: net.appearance(img), args.runs)))
         rows.append(("motion encoder (reenactment only)", timed(lambda: net.encode_motion(img), args.runs)))
-        rows.append(("flow: uncached, for comparison",
-                     timed(lambda: net.flow(src.feats, src.motion, m, src.keypoints, kp, heat), args.runs)))
         per_frame = [
             ("keypoint decoder + heatmaps", timed(keypoints, args.runs)),
-            ("flow + occlusion (portrait part cached)",
-             timed(lambda: net.flow(src.feats, src.motion, m, src.keypoints, kp, heat, cache=src.flow_cache), args.runs)),
+            ("flow + occlusion", timed(lambda: net.flow(src.feats, src.motion, m, src.keypoints, kp, heat), args.runs)),
             ("warp features", timed(lambda: warp(src.feats, flow) * occ, args.runs)),
             ("warp source RGB", timed(lambda: warp(src.image, F.interpolate(flow, size=(s, s), mode="bilinear", align_corners=False)), args.runs)),
             ("decoder", timed(lambda: net.decoder(warped, warped_rgb, m, heat), args.runs)),

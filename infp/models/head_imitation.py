@@ -28,7 +28,6 @@ class SourceCache:
     feats: torch.Tensor  # (B, C, S/4, S/4)
     motion: torch.Tensor  # (B, D) the portrait's own motion latent
     keypoints: torch.Tensor | None = None  # (B, K, 2) decoded from ``motion``
-    flow_cache: dict[str, torch.Tensor] | None = None  # FlowEstimator.prepare (inference only)
 
     def expand(self, batch: int) -> "SourceCache":
         """Repeat a single portrait for a batch of driving latents."""
@@ -36,7 +35,7 @@ class SourceCache:
             return self
         kp = None if self.keypoints is None else self.keypoints.expand(batch, -1, -1)
         return SourceCache(self.image.expand(batch, -1, -1, -1), self.feats.expand(batch, -1, -1, -1),
-                           self.motion.expand(batch, -1), kp, self.flow_cache)  # the flow cache broadcasts
+                           self.motion.expand(batch, -1), kp)
 
 
 class HeadImitationNet(Pretrained):
@@ -78,14 +77,9 @@ class HeadImitationNet(Pretrained):
         return self.motion_encoder(masked)
 
     def prepare_source(self, image: torch.Tensor, masked: torch.Tensor) -> SourceCache:
-        """Portrait (B, 3, S, S) and its masked version -> cache reused for every frame.
-
-        Without gradients (rendering) it also precomputes the portrait's part of the flow estimator.
-        """
+        """Portrait (B, 3, S, S) and its masked version -> cache reused for every frame."""
         motion = self.motion_encoder(masked)
-        feats, kp = self.appearance(image), self.decode_keypoints(motion)
-        flow_cache = None if torch.is_grad_enabled() else self.flow.prepare(feats, kp)
-        return SourceCache(image, feats, motion, kp, flow_cache)
+        return SourceCache(image, self.appearance(image), motion, self.decode_keypoints(motion))
 
     def decode_keypoints(self, motion: torch.Tensor) -> torch.Tensor | None:
         """Motion latents (B, D) -> keypoints (B, K, 2) in [-1, 1] (None for a net without keypoints)."""
@@ -108,8 +102,7 @@ class HeadImitationNet(Pretrained):
         if kp_drv is None:
             kp_drv = self.decode_keypoints(m_drv)
         heat = None if kp_drv is None else heatmaps(kp_drv, *source.feats.shape[-2:], sigma=self.kp_sigma)
-        flow, occlusion = self.flow(source.feats, source.motion, m_drv, source.keypoints, kp_drv, heat,
-                                    cache=source.flow_cache)  # (B, 2, h, w), (B, 1, h, w)
+        flow, occlusion = self.flow(source.feats, source.motion, m_drv, source.keypoints, kp_drv, heat)  # (B, 2, h, w), (B, 1, h, w)
         warped = warp(source.feats, flow) * occlusion
         flow_hi = F.interpolate(flow, size=source.image.shape[-2:], mode="bilinear", align_corners=False)
         warped_rgb = warp(source.image, flow_hi)
