@@ -48,7 +48,8 @@ def self_reenactment(runner: Stage1Runner, corpus: Path, max_frames: int) -> dic
             for i in range(0, len(ok), 16):
                 ts = ok[i:i + 16]
                 m = runner.encode([motion_input(frames[t], lm[t]) for t in ts])
-                pred = runner.net.render(src, m)
+                with torch.autocast(runner.device.type, dtype=torch.bfloat16, enabled=runner.precision == "bf16"):
+                    pred = runner.net.render(src, m).float()
                 target = torch.stack([to_tensor(frames[t]) for t in ts])
                 for k, v in image_metrics(pred, target).items():
                     scores[k].append((float(v), len(ts)))
@@ -120,9 +121,10 @@ def main() -> None:
     ap.add_argument("--driving", type=Path, required=True)
     ap.add_argument("--max-frames", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="of the renderer")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    runner = Stage1Runner.from_pretrained(args.checkpoint)
+    runner = Stage1Runner.from_pretrained(args.checkpoint, precision=args.precision)
     report = {"self_reenactment_val": self_reenactment(runner, Path(args.corpus), args.max_frames),
               "cross_identity": cross_identity(runner, args.portraits, args.driving, args.max_frames)}
     print(json.dumps(report, indent=1))

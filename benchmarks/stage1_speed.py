@@ -1,6 +1,6 @@
 """Per-module latency of the stage-1 renderer on this machine (appearance cached, batch 1).
 
-    python benchmarks/stage1_speed.py [--checkpoint DIR] [--size 256] [--threads 2] [--runs 50]
+    python benchmarks/stage1_speed.py [--checkpoint DIR] [--size 256] [--threads 2] [--runs 50] [--precision bf16]
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: per-frame modules under bfloat16 autocast (Stage1Runner(precision='bf16'))")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     net = HeadImitationNet.from_pretrained(args.checkpoint) if args.checkpoint else HeadImitationNet(image_size=args.size)
@@ -38,6 +40,7 @@ def main() -> None:
     s = net.image_size
     img = (torch.rand(1, 3, s, s) * 2 - 1).contiguous(memory_format=torch.channels_last)
     rows = []
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
     with torch.inference_mode():
         src = net.prepare_source(img, img)
         m = net.encode_motion(img)
@@ -54,6 +57,7 @@ def main() -> None:
         warped_rgb = warp(src.image, flow_hi)
         rows.append(("appearance encoder (once per portrait)", timed(lambda: net.appearance(img), args.runs)))
         rows.append(("motion encoder (reenactment only)", timed(lambda: net.encode_motion(img), args.runs)))
+        autocast.__enter__()
         per_frame = [
             ("keypoint decoder + heatmaps", timed(keypoints, args.runs)),
             ("flow + occlusion", timed(lambda: net.flow(src.feats, src.motion, m, src.keypoints, kp, heat), args.runs)),
@@ -63,7 +67,8 @@ def main() -> None:
         ]
         rows += per_frame
         total = timed(lambda: net.render(src, m), args.runs)
-    print(f"stage-1 renderer at {s}x{s}, {args.threads} threads, batch 1, torch {torch.__version__}")
+        autocast.__exit__(None, None, None)
+    print(f"stage-1 renderer at {s}x{s}, {args.threads} threads, batch 1, {args.precision}, torch {torch.__version__}")
     for name, ms in rows:
         print(f"  {name:<40s} {ms:7.2f} ms")
     print(f"  {'sum of per-frame modules':<40s} {sum(ms for _, ms in per_frame):7.2f} ms")

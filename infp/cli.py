@@ -84,7 +84,7 @@ def cmd_extract_motion(args: argparse.Namespace) -> int:
 def cmd_reenact(args: argparse.Namespace) -> int:
     from infp.pipelines.reenact import Stage1Runner, reenact
 
-    runner = Stage1Runner.from_pretrained(args.checkpoint or _default_checkpoint("stage1"), args.device)
+    runner = Stage1Runner.from_pretrained(args.checkpoint or _default_checkpoint("stage1"), args.device, args.precision)
     out = reenact(runner, args.portrait, args.driving, args.out, relative=not args.absolute,
                   paste=args.paste_back, face_index=args.face_index, progress=not args.quiet)
     print(f"wrote {out}")
@@ -112,7 +112,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from infp.pipelines.render import check_dialogue
 
     check_dialogue(own, other, args.audio or args.self_audio)
-    pipe = Pipeline.from_pretrained(args.checkpoint, args.device)
+    pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision)
     if args.size is not None and args.size != pipe.size:
         raise InfpError(f"the checkpoint renders {pipe.size}x{pipe.size}; --size {args.size} needs a checkpoint trained at that size",
                         args.checkpoint or "starter weights")
@@ -149,7 +149,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         check_dialogue(own, other, args.audio or args.self_audio)
     elif args.record is not None or args.self_audio is not None or args.other_audio is not None or args.audio is not None:
         raise InfpError("--self/--other/--audio/--record go with --simulate; on the page, choose the agent's voice and press Record")
-    pipe = Pipeline.from_pretrained(args.checkpoint, args.device)
+    pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision)
     if args.size is not None and (args.size > pipe.size or args.size % 16):
         raise InfpError(f"--size must be a multiple of 16 and at most the checkpoint's {pipe.size}")
     settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, face_index=args.face_index)
@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-out", choices=("mix", "self", "none"), default="mix", help="audio track of the mp4")
     p.add_argument("--overlay", action="store_true", help="draw both channels' VAD and the speaking/listening state")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_render)
 
@@ -250,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paste-back", action="store_true", help="render into the whole portrait, not only the crop")
     p.add_argument("--absolute", action="store_true", help="use the driver's motion as is, not relative to its first frame")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_reenact)
 
@@ -286,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, default=None, help="--simulate: figures as JSON (default: beside --record)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 

@@ -19,19 +19,26 @@ from infp.pipelines.portrait import Portrait, load_portrait
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("fp32", "bf16")
+
 
 class Stage1Runner:
     """Tensor-level wrapper around a HeadImitationNet: portraits in, latents in, frames out."""
 
-    def __init__(self, net: HeadImitationNet, device: str | torch.device = "cpu") -> None:
+    def __init__(self, net: HeadImitationNet, device: str | torch.device = "cpu", precision: str = "fp32") -> None:
+        """``precision="bf16"``: render (flow, warp, decoder) under bfloat16 autocast — on CPUs with
+        AMX / AVX512-BF16 and on recent GPUs about twice as fast; portraits and motion latents stay fp32."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         # channels-last convolutions are faster on CPU (and no slower on GPU)
         self.net = net.to(device).to(memory_format=torch.channels_last).eval()
         self.device = torch.device(device)
         self.size = net.image_size
+        self.precision = precision
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "Stage1Runner":
-        return cls(HeadImitationNet.from_pretrained(folder), device)
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu", precision: str = "fp32") -> "Stage1Runner":
+        return cls(HeadImitationNet.from_pretrained(folder), device, precision)
 
     @torch.inference_mode()
     def source(self, portrait: Portrait) -> SourceCache:
@@ -48,7 +55,9 @@ class Stage1Runner:
     def render(self, source: SourceCache, latents: torch.Tensor, keypoints: torch.Tensor | None = None) -> list[np.ndarray]:
         """Frames (S, S, 3) uint8 for latents (B, D) (and optionally keypoints (B, K, 2) to warp with)."""
         kp = None if keypoints is None else keypoints.to(self.device)
-        return [to_image(f) for f in self.net.render(source, latents.to(self.device), kp_drv=kp)]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            frames = self.net.render(source, latents.to(self.device), kp_drv=kp)
+        return [to_image(f.float()) for f in frames]
 
 
 def track_motion_inputs(frames: Iterable[np.ndarray], size: int, path: Path | None = None) -> Iterator[np.ndarray]:

@@ -86,13 +86,15 @@ class Pipeline:
         self.sources = sources or {}
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path | None = None, device: str | torch.device = "cpu") -> "Pipeline":
-        """``folder`` holds ``stage1/`` and ``stage2/`` checkpoint folders (default: the starter weights)."""
+    def from_pretrained(cls, folder: str | Path | None = None, device: str | torch.device = "cpu",
+                        precision: str = "fp32") -> "Pipeline":
+        """``folder`` holds ``stage1/`` and ``stage2/`` checkpoint folders (default: the starter weights);
+        ``precision``: of the stage-1 renderer (see ``Stage1Runner``)."""
         from infp.weights import weights_dir
 
         folder = Path(folder) if folder is not None else weights_dir()
         s1, s2 = folder / "stage1", folder / "stage2"
-        runner = Stage1Runner.from_pretrained(s1, device)
+        runner = Stage1Runner.from_pretrained(s1, device, precision)
         return cls(runner, AudioToMotionNet.from_pretrained(s2), device,
                    {"stage1": str(s1), "stage1_id": checkpoint_id(s1), "stage2": str(s2), "stage2_id": checkpoint_id(s2)})
 
