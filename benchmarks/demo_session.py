@@ -193,6 +193,7 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=float, default=250.0)
     ap.add_argument("--no-adapt", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="of the stage-1 renderer")
     ap.add_argument("--portrait", type=Path, default=SAMPLES / "portraits" / "lp_s1.jpg")
     ap.add_argument("--no-record", action="store_true", help="do not record (no mp4 drift figures)")
     ap.add_argument("--onsets", type=int, default=8, help="user onsets checked for the face's reaction")
@@ -204,7 +205,7 @@ def main() -> None:
     reps = int(np.ceil(seconds / DURATION))
     n = int(seconds * SAMPLE_RATE)
     own, other = np.tile(own, reps)[:n], np.tile(other, reps)[:n]
-    pipe = Pipeline.from_pretrained(args.weights)
+    pipe = Pipeline.from_pretrained(args.weights, precision=args.precision)
     rss0 = rss_mb()
     sampler = RssSampler()
     sessions: list = []
