@@ -48,8 +48,7 @@ def self_reenactment(runner: Stage1Runner, corpus: Path, max_frames: int) -> dic
             for i in range(0, len(ok), 16):
                 ts = ok[i:i + 16]
                 m = runner.encode([motion_input(frames[t], lm[t]) for t in ts])
-                with torch.autocast(runner.device.type, dtype=torch.bfloat16, enabled=runner.precision == "bf16"):
-                    pred = runner.net.render(src, m).float()
+                pred = runner.frames(src, m)
                 target = torch.stack([to_tensor(frames[t]) for t in ts])
                 for k, v in image_metrics(pred, target).items():
                     scores[k].append((float(v), len(ts)))
@@ -74,6 +73,8 @@ def cross_identity(runner: Stage1Runner, portraits: list[Path], driving: Path, m
     masked = list(track_motion_inputs(iter(drv_frames), runner.size, driving))
     drv_lm = landmarks_of(drv_frames)
     drv_mouth = mouth_opening(drv_lm)
+    embedder = face_id.FaceEmbedder() if face_id.available() else None
+    drv_emb = {}  # frame -> embedding of the driver's face, shared by all portraits
     results = []
     for p in portraits:
         pt = load_portrait(p, runner.size)
@@ -92,11 +93,14 @@ def cross_identity(runner: Stage1Runner, portraits: list[Path], driving: Path, m
         out_mouth = mouth_opening(out_lm[ok])
         r = float(np.corrcoef(out_mouth, drv_mouth[ok])[0, 1]) if ok.sum() > 2 else float("nan")
         face = {}
-        if face_id.available():
-            emb = face_id.FaceEmbedder()
-            e_out = np.stack([emb.embed(frames[t], out_lm[t]) for t in np.flatnonzero(ok)])
-            e_drv = np.stack([emb.embed(drv_frames[t], drv_lm[t]) for t in np.flatnonzero(ok)])
-            id_p = face_id.embedding_distance(e_out, emb.embed(pt.crop, pt.landmarks))
+        if embedder is not None:
+            idx = np.flatnonzero(ok)
+            for t in idx:
+                if t not in drv_emb:
+                    drv_emb[t] = embedder.embed(drv_frames[t], drv_lm[t])
+            e_out = np.stack([embedder.embed(frames[t], out_lm[t]) for t in idx])
+            e_drv = np.stack([drv_emb[t] for t in idx])
+            id_p = face_id.embedding_distance(e_out, embedder.embed(pt.crop, pt.landmarks))
             id_d = face_id.embedding_distance(e_out, e_drv)
             face = {"face_id_dist_to_portrait": float(id_p.mean()), "face_id_dist_to_driver": float(id_d.mean()),
                     "face_id_same_person_as_portrait": float(np.mean(id_p < face_id.SAME_PERSON)),

@@ -57,17 +57,16 @@ def main() -> None:
         warped_rgb = warp(src.image, flow_hi)
         rows.append(("appearance encoder (once per portrait)", timed(lambda: net.appearance(img), args.runs)))
         rows.append(("motion encoder (reenactment only)", timed(lambda: net.encode_motion(img), args.runs)))
-        autocast.__enter__()
-        per_frame = [
-            ("keypoint decoder + heatmaps", timed(keypoints, args.runs)),
-            ("flow + occlusion", timed(lambda: net.flow(src.feats, src.motion, m, src.keypoints, kp, heat), args.runs)),
-            ("warp features", timed(lambda: warp(src.feats, flow) * occ, args.runs)),
-            ("warp source RGB", timed(lambda: warp(src.image, F.interpolate(flow, size=(s, s), mode="bilinear", align_corners=False)), args.runs)),
-            ("decoder", timed(lambda: net.decoder(warped, warped_rgb, m, heat), args.runs)),
-        ]
-        rows += per_frame
-        total = timed(lambda: net.render(src, m), args.runs)
-        autocast.__exit__(None, None, None)
+        with autocast:
+            per_frame = [
+                ("keypoint decoder + heatmaps", timed(keypoints, args.runs)),
+                ("flow + occlusion", timed(lambda: net.flow(src.feats, src.motion, m, src.keypoints, kp, heat), args.runs)),
+                ("warp features", timed(lambda: warp(src.feats, flow) * occ, args.runs)),
+                ("warp source RGB", timed(lambda: warp(src.image, F.interpolate(flow, size=(s, s), mode="bilinear", align_corners=False)), args.runs)),
+                ("decoder", timed(lambda: net.decoder(warped, warped_rgb, m, heat), args.runs)),
+            ]
+            rows += per_frame
+            total = timed(lambda: net.render(src, m), args.runs)
     print(f"stage-1 renderer at {s}x{s}, {args.threads} threads, batch 1, {args.precision}, torch {torch.__version__}")
     for name, ms in rows:
         print(f"  {name:<40s} {ms:7.2f} ms")

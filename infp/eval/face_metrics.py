@@ -43,30 +43,29 @@ def identity_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(shape_descriptor(a) - shape_descriptor(b), axis=-1)
 
 
-def identity_score(outputs: list[np.ndarray], sources: list[np.ndarray], drivers: list[np.ndarray],
-                   distance: str = "shape") -> float | None:
-    """Cross-reenactment identity score in [-1, 1] from RGB images: > 0 when outputs look like their sources.
+def identity_scores(outputs: list[np.ndarray], sources: list[np.ndarray], drivers: list[np.ndarray],
+                    distances: tuple[str, ...] = ("shape",)) -> dict[str, float | None]:
+    """Cross-reenactment identity scores in [-1, 1] from RGB images: > 0 when outputs look like their sources.
 
     Per triple: (d(out, driver) - d(out, source)) / (d(out, driver) + d(out, source)) with d the shape
-    distance (``distance="shape"``) or the face-recognition embedding distance (``"face_id"``); the mean
-    over triples where all three faces are found (None if none).
+    distance (``"shape"``) or the face-recognition embedding distance (``"face_id"``); for each distance
+    the mean over triples where all three faces are found (None if none). Faces are located once for all.
     """
     from infp.face import FaceDetector
 
-    if distance == "face_id":
-        from infp.eval.face_id import FaceEmbedder, embedding_distance
+    dist = {}
+    for name in distances:
+        if name == "face_id":
+            from infp.eval.face_id import FaceEmbedder, embedding_distance
 
-        embedder = FaceEmbedder()
+            embedder = FaceEmbedder()
+            dist[name] = lambda x, y: float(embedding_distance(embedder.embed(*x), embedder.embed(*y)))
+        elif name == "shape":
+            dist[name] = lambda x, y: float(identity_distance(x[1], y[1]))  # x, y: (image, landmarks)
+        else:
+            raise ValueError(f"distance must be 'shape' or 'face_id', not {name!r}")
 
-        def dist(x: tuple, y: tuple) -> float:  # x, y: (image, landmarks)
-            return float(embedding_distance(embedder.embed(*x), embedder.embed(*y)))
-    elif distance == "shape":
-        def dist(x: tuple, y: tuple) -> float:
-            return float(identity_distance(x[1], y[1]))
-    else:
-        raise ValueError(f"distance must be 'shape' or 'face_id', not {distance!r}")
-
-    scores = []
+    scores: dict[str, list[float]] = {name: [] for name in distances}
     with FaceDetector(max_faces=1) as det:
         def lm(img: np.ndarray) -> np.ndarray | None:
             faces = det.detect(np.ascontiguousarray(img))
@@ -76,6 +75,13 @@ def identity_score(outputs: list[np.ndarray], sources: list[np.ndarray], drivers
             lo, ls, ld = lm(o), lm(s), lm(d)
             if lo is None or ls is None or ld is None:
                 continue
-            to_src, to_drv = dist((o, lo), (s, ls)), dist((o, lo), (d, ld))
-            scores.append((to_drv - to_src) / max(to_drv + to_src, 1e-6))
-    return float(np.mean(scores)) if scores else None
+            for name, f in dist.items():
+                to_src, to_drv = f((o, lo), (s, ls)), f((o, lo), (d, ld))
+                scores[name].append((to_drv - to_src) / max(to_drv + to_src, 1e-6))
+    return {name: (float(np.mean(v)) if v else None) for name, v in scores.items()}
+
+
+def identity_score(outputs: list[np.ndarray], sources: list[np.ndarray], drivers: list[np.ndarray],
+                   distance: str = "shape") -> float | None:
+    """One of ``identity_scores``."""
+    return identity_scores(outputs, sources, drivers, (distance,))[distance]

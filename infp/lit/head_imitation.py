@@ -170,7 +170,8 @@ class HeadImitation(pl.LightningModule):
         if len(bank) < 2 or not self.trainer.is_global_zero:
             return
         from infp.data.stage1 import to_image
-        from infp.eval.face_metrics import identity_score
+        from infp.eval import face_id
+        from infp.eval.face_metrics import identity_scores
 
         src = torch.cat([b["source"] for b in bank])
         src_m = torch.cat([b["source_masked"] for b in bank])
@@ -178,16 +179,13 @@ class HeadImitation(pl.LightningModule):
         drv_m = torch.cat([b["driving_masked"] for b in bank]).roll(1, dims=0)
         with torch.no_grad():
             out = self.net.render(self.net.prepare_source(src, src_m), self.net.encode_motion(drv_m))
-        images = [to_image(o) for o in out], [to_image(s) for s in src], [to_image(d) for d in drv]
-        score = identity_score(*images)
-        if score is not None:
-            self.log("val/identity", score, rank_zero_only=True)
-        from infp.eval import face_id
-
-        if face_id.available():  # the same score with a face-recognition embedding (pip install 'infp[eval]')
-            score = identity_score(*images, distance="face_id")
-            if score is not None:
-                self.log("val/identity_face", score, rank_zero_only=True)
+        # shape; with the eval extra also a face-recognition embedding (pip install 'infp[eval]')
+        distances = ("shape", "face_id") if face_id.available() else ("shape",)
+        scores = identity_scores([to_image(o) for o in out], [to_image(s) for s in src], [to_image(d) for d in drv],
+                                 distances)
+        for name, key in (("shape", "val/identity"), ("face_id", "val/identity_face")):
+            if scores.get(name) is not None:
+                self.log(key, scores[name], rank_zero_only=True)
 
     def configure_optimizers(self):
         opt_g = self.optimizer_factory(self.net.parameters())

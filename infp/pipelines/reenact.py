@@ -52,12 +52,17 @@ class Stage1Runner:
         return self.net.encode_motion(torch.stack([to_tensor(m) for m in masked]).to(self.device))
 
     @torch.inference_mode()
-    def render(self, source: SourceCache, latents: torch.Tensor, keypoints: torch.Tensor | None = None) -> list[np.ndarray]:
-        """Frames (S, S, 3) uint8 for latents (B, D) (and optionally keypoints (B, K, 2) to warp with)."""
+    def frames(self, source: SourceCache, latents: torch.Tensor, keypoints: torch.Tensor | None = None) -> torch.Tensor:
+        """Frames (B, 3, S, S) float32 in [-1, 1] for latents (B, D) (and optionally keypoints (B, K, 2) to
+        warp with), at the runner's precision."""
         kp = None if keypoints is None else keypoints.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            frames = self.net.render(source, latents.to(self.device), kp_drv=kp)
-        return [to_image(f.float()) for f in frames]
+            return self.net.render(source, latents.to(self.device), kp_drv=kp).float()
+
+    @torch.inference_mode()
+    def render(self, source: SourceCache, latents: torch.Tensor, keypoints: torch.Tensor | None = None) -> list[np.ndarray]:
+        """Frames (S, S, 3) uint8 for latents (B, D) (and optionally keypoints (B, K, 2) to warp with)."""
+        return [to_image(f) for f in self.frames(source, latents, keypoints)]
 
 
 def track_motion_inputs(frames: Iterable[np.ndarray], size: int, path: Path | None = None) -> Iterator[np.ndarray]:
