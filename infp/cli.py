@@ -181,7 +181,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         log.warning("serving on %s: anyone who can reach this address can use the microphone page", args.host)
     audio_dir = args.audio_dir or REPO_ROOT / "data" / "samples" / "audio"
     server = DemoServer(pipe, portrait, settings, size=args.size, delay=delay, render_batch=args.batch,
-                        adapt=not args.no_adapt, audio_dir=audio_dir, record_dir=args.record_dir)
+                        adapt=not args.no_adapt, audio_dir=audio_dir, record_dir=args.record_dir,
+                        host=args.host, allow_origins=args.allow_origin)
     serve(server, args.host, args.port)
     return 0
 
@@ -269,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--portrait", type=Path, default=None, help="image with a face (default: a sample portrait)")
     p.add_argument("--checkpoint", type=Path, default=None, help="folder with stage1/ and stage2/ (default: starter weights)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web origin besides the demo's own page that may use the server, such as https://my.site "
+                        "(repeatable; * allows any, which lets every web page the user visits drive it)")
     p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
     p.add_argument("--size", type=int, default=None, help="render size to start at (default: the checkpoint's)")
     p.add_argument("--steps", type=int, default=6, help="diffusion sampling steps to start at")

@@ -44,6 +44,9 @@ LADDER = ((256, 6), (224, 6), (192, 6), (192, 4), (160, 4))
 
 JPEG_QUALITY = 85
 
+MAX_AGENT_QUEUE_S = 1200.0
+"""Most seconds of the agent's voice that may wait in its queue (20 minutes, 77 MB of samples)."""
+
 
 @dataclass
 class Level:
@@ -72,24 +75,37 @@ def portraits_for(image: str | Path | np.ndarray, levels: list[Level], face_inde
 
 
 class AgentVoice:
-    """The agent's voice (the ``self`` channel) waiting to be heard: a queue read at the session clock."""
+    """The agent's voice (the ``self`` channel) waiting to be heard: a queue read at the session clock.
 
-    def __init__(self) -> None:
+    At most ``max_seconds`` of audio wait at a time: audio comes from the network (an agent's stream,
+    uploads), and a queue without a bound would let a client grow the server's memory without limit.
+    """
+
+    def __init__(self, max_seconds: float | None = MAX_AGENT_QUEUE_S) -> None:
+        self.max_seconds = max_seconds
         self._lock = threading.Lock()
         self._items: deque[list] = deque()  # [name, audio (float32), read position]
+        self._left = 0  # samples queued and not yet read
 
     def add(self, audio: np.ndarray, name: str = "agent") -> None:
-        """Queue 16 kHz mono audio after what is already queued."""
+        """Queue 16 kHz mono audio after what is already queued; InfpError if the queue would exceed its bound."""
         audio = np.asarray(audio, np.float32).reshape(-1)
-        if len(audio):
-            with self._lock:
-                self._items.append([name, audio, 0])
+        if not len(audio):
+            return
+        with self._lock:
+            if self.max_seconds is not None and self._left + len(audio) > self.max_seconds * SAMPLE_RATE:
+                raise InfpError(f"{name}: {len(audio) / SAMPLE_RATE:.1f} s would not fit in the agent's queue "
+                                f"({self._left / SAMPLE_RATE:.1f} s waiting, at most {self.max_seconds:g} s): "
+                                "send it once the queue has played, or stop it first")
+            self._items.append([name, audio, 0])
+            self._left += len(audio)
 
     def clear(self) -> float:
         """Stop the agent (barge-in); returns the seconds of audio dropped."""
         with self._lock:
-            left = sum(len(a) - p for _, a, p in self._items)
+            left = self._left
             self._items.clear()
+            self._left = 0
         return left / SAMPLE_RATE
 
     def read(self, n: int) -> np.ndarray:
@@ -105,12 +121,13 @@ class AgentVoice:
                 got += take
                 if item[2] >= len(item[1]):
                     self._items.popleft()
+            self._left -= got
         return out
 
     def status(self) -> dict:
         with self._lock:
             names = [name for name, _, _ in self._items]
-            left = sum(len(a) - p for _, a, p in self._items)
+            left = self._left
         names = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]  # a stream's pieces count once
         return {"playing": names[0] if names else None, "queued": names, "queued_s": round(left / SAMPLE_RATE, 2)}
 
@@ -286,7 +303,8 @@ class LiveSession:
 
     def __init__(self, pipe, portraits: dict[int, Portrait], levels: list[Level], settings, *, delay: float = 0.25,
                  render_batch: int = 1, sink: Callable[[StreamFrame], None] | None = None, keep_records: bool = False,
-                 margin: float = 0.01, encode: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+                 margin: float = 0.01, encode: bool = True, clock: Callable[[], float] = time.monotonic,
+                 agent_queue_s: float | None = MAX_AGENT_QUEUE_S) -> None:
         self.levels = levels
         self.level_index = 0
         self.portraits = portraits
@@ -297,7 +315,7 @@ class LiveSession:
         self.session.set_steps(levels[0].steps)
         self.session.warm_up_vad()
         self.session.drop = self._should_drop
-        self.agent = AgentVoice()
+        self.agent = AgentVoice(agent_queue_s)
         self.stats = LiveStats(keep_records)
         self.note = ""  # why the quality was lowered, if it was
         self.samples = 0  # the audio clock: samples ingested per channel

@@ -2,29 +2,42 @@
 
 One live session at a time (the CPU renders one avatar): a second page is told so and refused, and
 the server carries on. The protocol is documented in docs/PROTOCOL.md.
+
+The server drives a microphone page and accepts audio from the network, so it treats every input as
+hostile: only its own page (and loopback or explicitly allowed origins) may open a session or post
+(``Access``), every JSON message is checked against the protocol's table (``infp.demo.messages``),
+PCM with NaN or infinite samples is refused (``clean_pcm``), uploads are bounded in bytes, in time
+and in decoded duration, and text to speak never reaches espeak-ng's command line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import ipaddress
 import json
 import logging
+import math
 import queue
+import re
 import shutil
 import struct
 import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
 
 import numpy as np
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, hdrs, web
 
 from infp.constants import FPS, SAMPLE_RATE
-from infp.demo.live import LiveSession, ladder, portraits_for, warm_up
-from infp.errors import InfpError
+from infp.demo.live import MAX_AGENT_QUEUE_S, LiveSession, ladder, portraits_for, warm_up
+from infp.demo.messages import AGENT, MAX_TTS_CHARS, PAGE, VOICE_PATTERN, MessageError, parse
+from infp.errors import InfpError, MediaError
 from infp.pipelines.streaming import StreamFrame
 
 log = logging.getLogger(__name__)
@@ -32,17 +45,49 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 PROTOCOL_VERSION = 1
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".aac")
-MAX_TTS_CHARS = 1000
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+MAX_UPLOAD_SECONDS = 600.0
+BODY_TIMEOUT_S = 30.0
+MAX_UPLOADS_AT_ONCE = 2
+PAGE_MAX_MESSAGE = 4 * 1024 * 1024
+AGENT_MAX_MESSAGE = 16 * 1024 * 1024
 
 # binary messages server -> client: kind (u8), 3 zero bytes, header length (u32 LE), JSON header, payload
 KIND_FRAME = 1  # payload: JPEG (empty when the frame was dropped)
 KIND_AGENT_AUDIO = 2  # payload: int16 LE mono PCM at 16 kHz
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one client may make the server hold: upload bytes and decoded seconds, the agent's queue."""
+
+    upload_bytes: int = MAX_UPLOAD_BYTES
+    upload_s: float = MAX_UPLOAD_SECONDS
+    body_timeout_s: float = BODY_TIMEOUT_S  # an upload that sends nothing this long is abandoned (408)
+    queue_s: float = MAX_AGENT_QUEUE_S
+    tts_chars: int = MAX_TTS_CHARS
+
+
+# -- JSON and PCM that are safe to send and to use ---------------------------------------------------
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None: JSON has no such numbers, and browsers refuse them."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    """JSON of a server message; never contains NaN or Infinity (see ``finite``)."""
+    return json.dumps(finite(obj), separators=(",", ":"), allow_nan=False)
+
+
 def pack(kind: int, header: dict, payload: bytes = b"") -> bytes:
     """One binary message: the JSON header is padded with spaces so the payload starts 4-byte aligned."""
-    head = json.dumps(header, separators=(",", ":")).encode()
+    head = dumps(header).encode()
     head += b" " * (-(8 + len(head)) % 4)
     return struct.pack("<B3xI", kind, len(head)) + head + payload
 
@@ -60,6 +105,27 @@ def pcm16(audio: np.ndarray) -> bytes:
 def from_pcm16(data: bytes) -> np.ndarray:
     n = len(data) // 2
     return np.frombuffer(data[: 2 * n], dtype="<i2").astype(np.float32) / 32768.0
+
+
+def from_f32(data: bytes) -> np.ndarray:
+    return np.frombuffer(data[: len(data) // 4 * 4], "<f4").astype(np.float32)
+
+
+class PcmError(ValueError):
+    """PCM that cannot be used (NaN or infinite samples); the chunk is dropped and the sender told."""
+
+
+def clean_pcm(x: np.ndarray, what: str = "audio") -> np.ndarray:
+    """Samples safe for the live loop: refused when any is NaN or infinite, clipped to full scale.
+
+    One NaN sample would reach the voice-activity detector's state and the motion generator and stay
+    there (every later frame black), so such a chunk is refused whole rather than patched; samples
+    beyond full scale (f32 PCM is unbounded) are clipped like a sound card would.
+    """
+    x = np.asarray(x, np.float32).reshape(-1)
+    if not np.isfinite(x).all():
+        raise PcmError(f"{what}: PCM with NaN or infinite samples was refused (chunk dropped)")
+    return np.clip(x, -1.0, 1.0)
 
 
 class StreamResampler:
@@ -85,32 +151,243 @@ class StreamResampler:
         return out
 
 
+# -- who may connect ----------------------------------------------------------------------------------
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+WILDCARD = frozenset({"", "0.0.0.0", "::"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+def parse_origin(value: str) -> Origin | None:
+    """(scheme, host, port) of an Origin such as ``https://my.site``; None when it is not an http(s) origin."""
+    try:
+        u = urlsplit(value.strip())
+        port = u.port
+    except ValueError:
+        return None
+    if u.scheme not in DEFAULT_PORTS or not u.hostname or u.path not in ("", "/") or u.query or u.fragment \
+            or u.username is not None:
+        return None
+    return u.scheme, u.hostname, port or DEFAULT_PORTS[u.scheme]
+
+
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """(name, port) of a Host header (``127.0.0.1:8000``, ``[::1]:8000``, ``localhost``); None when malformed."""
+    try:
+        u = urlsplit("//" + value.strip())
+        port = u.port
+    except ValueError:
+        return None
+    if not u.hostname or u.path or u.query or u.fragment or u.username is not None:
+        return None
+    return u.hostname, port
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class Access:
+    """Which pages and host names may use the server.
+
+    A browser lets any web page open a WebSocket to 127.0.0.1 or post to it, sending the page's
+    ``Origin``: without a check, any site the user visits could drive the live session (the
+    microphone, the agent's voice, recordings). And a site can rebind its own name to 127.0.0.1 (DNS
+    rebinding) to become "same origin"; its requests then carry its name in ``Host``. So every request
+    must name this server in ``Host`` (a loopback name, the address it is bound to, the host of an
+    allowed origin, or any IP address when it is bound to all of them: a rebinding needs a name), and
+    WebSocket upgrades and POSTs that carry an ``Origin`` must come from the server's own page
+    (same host and port as ``Host``), from a loopback page on the same port, or from ``allow_origins``.
+    Clients that send no ``Origin`` (a voice agent in Python, curl) are not browsers and pass.
+    ``"*"`` in ``allow_origins`` turns both checks off.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", allow_origins: Sequence[str] = ()) -> None:
+        self.any = "*" in allow_origins
+        self.origins: set[Origin] = set()
+        for value in allow_origins:
+            if value == "*":
+                continue
+            origin = parse_origin(value)
+            if origin is None:
+                raise InfpError(f"allowed origin {value!r} is not an origin: give scheme://host[:port], "
+                                "such as https://my.site or http://192.168.1.5:8000, or *")
+            self.origins.add(origin)
+        self.host = host.strip("[]").lower()
+        self.hosts = set(LOOPBACK) | {o[1] for o in self.origins}
+        if self.host not in WILDCARD:
+            self.hosts.add(self.host)
+
+    def host_ok(self, value: str) -> bool:
+        if self.any:
+            return True
+        parts = split_host(value)
+        if parts is None:
+            return False
+        return parts[0] in self.hosts or (self.host in WILDCARD and _is_ip(parts[0]))
+
+    def origin_ok(self, value: str, host: str | None) -> bool:
+        if self.any:
+            return True
+        origin = parse_origin(value)
+        if origin is None or host is None:
+            return False
+        if origin in self.origins:
+            return True
+        parts = split_host(host)
+        if parts is None:
+            return False
+        served = parts[0], parts[1] or DEFAULT_PORTS[origin[0]]
+        if (origin[1], origin[2]) == served:
+            return True  # the server's own page
+        return origin[1] in LOOPBACK and served[0] in LOOPBACK and origin[2] == served[1]
+
+    def refusal(self, request: web.Request) -> str | None:
+        """Why ``request`` is refused (the 403 body), or None when it may go on."""
+        host = request.headers.get(hdrs.HOST)
+        if host is not None and not self.host_ok(host):
+            names = ", ".join(sorted(self.hosts))
+            return (f"refused: Host {host[:100]!r} is not a name of this server (it answers to {names}); to serve "
+                    "another name, start it with --host NAME or --allow-origin http(s)://NAME[:PORT]")
+        upgrade = request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
+        origin = request.headers.get(hdrs.ORIGIN)
+        if origin is None or (request.method in ("GET", "HEAD", "OPTIONS") and not upgrade):
+            return None
+        if not self.origin_ok(origin, host):
+            return (f"refused: a page from {origin[:100]!r} may not use this server (cross-site request); only its own "
+                    "page may, unless the server is started with --allow-origin for that origin")
+        return None
+
+
+# -- text to speech -----------------------------------------------------------------------------------
 def tts_available() -> str | None:
     return shutil.which("espeak-ng")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def synthesize(text: str, voice: str = "en-us", rate: int = 165) -> np.ndarray:
-    """Speech of ``text`` by espeak-ng (16 kHz mono float32)."""
+    """Speech of ``text`` by espeak-ng (16 kHz mono float32).
+
+    The text goes to espeak-ng on stdin, never on its command line, where text starting with '-'
+    would be read as an option (``-f FILE`` speaks a file of the server). The voice is an option
+    value, so it must look like a voice name; control characters (espeak-ng's embedded commands start
+    with one) are spoken as spaces.
+    """
     import soundfile as sf
 
     from infp.io import resample
 
+    if not re.fullmatch(VOICE_PATTERN, voice):
+        raise InfpError(f"voice {voice[:40]!r} is not an espeak-ng voice name such as en-us or en-gb+f3")
+    if not 80 <= int(rate) <= 500:
+        raise InfpError(f"speech rate {rate} is not between 80 and 500 words per minute")
+    text = _CONTROL.sub(" ", text).strip()
+    if not text:
+        raise InfpError("nothing to say")
     exe = tts_available()
     if exe is None:
         raise InfpError("text-to-speech is not installed (apt-get install espeak-ng)")
-    proc = subprocess.run([exe, "--stdout", "-v", voice, "-s", str(rate), text], capture_output=True, timeout=60)
+    proc = subprocess.run([exe, "--stdout", "--stdin", "-v", voice, "-s", str(int(rate))], input=text.encode(),
+                          capture_output=True, timeout=60)
     if proc.returncode != 0 or not proc.stdout:
         raise InfpError(f"espeak-ng failed: {proc.stderr.decode(errors='replace').strip()[:200]}")
     audio, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=True)
     return resample(audio.mean(axis=1), sr)
 
 
+# -- audio files from clients ----------------------------------------------------------------------
+SAFE_INPUT = ("-protocol_whitelist", "file",
+              "-format_whitelist", "wav,w64,flac,mp3,ogg,mov,mp4,m4a,matroska,webm,aac,aiff,caf")
+"""ffmpeg input options for files from clients: audio containers only, reading nothing but the file itself
+(a playlist or concat file could otherwise make ffmpeg open other files of the server)."""
+
+
+class TooLong(InfpError):
+    """Audio longer than a limit (answered with 413)."""
+
+
+def audio_seconds(path: Path, name: str) -> float | None:
+    """Duration an audio file declares in its header (None when it declares none), without decoding it."""
+    from infp.io.ffmpeg import ffmpeg_exe
+
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *SAFE_INPUT, "-i", str(path)],
+                          capture_output=True, text=True, errors="replace", timeout=60)
+    if "Duration:" in proc.stderr and "Audio:" not in proc.stderr:
+        raise MediaError("has no audio stream", name)
+    if "Audio:" not in proc.stderr:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        reason = lines[-1].split(": ", 1)[-1] if lines else "unknown format"
+        raise MediaError(f"cannot read this as audio ({reason[:120]})", name)
+    m = re.search(r"Duration: (\d+):(\d+):([\d.]+)", proc.stderr)
+    return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
+
+
+def decode_audio(path: Path, max_s: float, name: str | None = None) -> np.ndarray:
+    """16 kHz mono float32 of an audio file from a client, at most ``max_s`` seconds.
+
+    The duration in the header is checked before anything is decoded (a 20 MB FLAC of silence holds
+    hours: 900 MB of samples), and the decoder stops after ``max_s`` anyway, since a header can lie;
+    ffmpeg mixes down and resamples, so memory stays within ``max_s`` seconds of 16 kHz mono.
+    """
+    from infp.io.ffmpeg import ffmpeg_exe
+
+    name = name or path.name
+    declared = audio_seconds(path, name)
+    if declared is not None and declared > max_s:
+        raise TooLong(f"{declared:.0f} s of audio; at most {max_s:g} s are accepted", name)
+    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", *SAFE_INPUT, "-i", str(path), "-map", "0:a:0",
+                           "-vn", "-t", f"{max_s + 0.5:.3f}", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le",
+                           "-acodec", "pcm_f32le", "-"], capture_output=True, timeout=300)
+    if proc.returncode != 0:
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise MediaError(f"cannot decode audio ({lines[-1][:120] if lines else 'ffmpeg failed'})", name)
+    audio = from_f32(proc.stdout)
+    if len(audio) > max_s * SAMPLE_RATE:
+        raise TooLong(f"more than {max_s:g} s of audio (its header said otherwise); at most {max_s:g} s are accepted", name)
+    if not len(audio):
+        raise MediaError("audio is empty (0 samples)", name)
+    try:
+        return clean_pcm(audio)
+    except PcmError:
+        raise MediaError("audio contains NaN or infinite samples", name) from None
+
+
+def upload_name(raw: str) -> str:
+    """The name an upload is shown and queued under: a file name, printable, at most 100 characters."""
+    name = _CONTROL.sub("", Path(raw.replace("\\", "/")).name)[:100]
+    return name if name and not name.startswith(".") else "upload"
+
+
+class UploadRefused(Exception):
+    """An upload answered with ``status`` and ``message`` before its audio was used."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+# -- the server ---------------------------------------------------------------------------------------
 class DemoServer:
-    """The demo's state: models, portrait crops, the one live session, agent inputs and recordings."""
+    """The demo's state: models, portrait crops, the one live session, agent inputs and recordings.
+
+    ``host`` is the address the server is bound to and ``allow_origins`` the web origins besides its
+    own page that may use it (see ``Access``); ``limits`` bounds what a client may make it hold.
+    """
 
     def __init__(self, pipe, portrait: str | Path, settings, *, size: int | None = None, delay: float = 0.25,
                  render_batch: int = 1, adapt: bool = True, audio_dir: Path | None = None,
-                 record_dir: Path = Path("outputs/demo")) -> None:
+                 record_dir: Path = Path("outputs/demo"), host: str = "127.0.0.1",
+                 allow_origins: Sequence[str] = (), limits: Limits = Limits()) -> None:
+        self.access = Access(host, allow_origins)
+        self.allow_origins = tuple(allow_origins)
+        self.limits = limits
         self.pipe, self.settings = pipe, settings
         self.delay, self.render_batch = delay, render_batch
         self.levels = ladder(size or pipe.size, settings.steps, adapt)
@@ -123,8 +400,13 @@ class DemoServer:
         self.peer: str | None = None
         self.sessions_served = 0
         self.refused = 0
+        self.uploads = 0  # uploads being received or decoded
         self.client_stats: dict = {}
         self.compute: queue.Queue | None = None  # sessions for the main thread to run (set by serve)
+
+    def bind(self, host: str) -> None:
+        """The address really served on (``serve``): its name is accepted in ``Host``."""
+        self.access = Access(host, self.allow_origins)
 
     # -- helpers ----------------------------------------------------------------------------------
     def audio_files(self) -> list[str]:
@@ -139,21 +421,28 @@ class DemoServer:
                 "levels": [{"size": lv.size, "steps": lv.steps} for lv in self.levels],
                 "tts": tts is not None, "tts_note": None if tts else "text-to-speech is not installed (apt-get install espeak-ng)",
                 "files": self.audio_files(), "busy": self.busy, "agent_endpoint": "/ws/agent",
-                "sessions_served": self.sessions_served, "refused": self.refused}
+                "sessions_served": self.sessions_served, "refused": self.refused,
+                "limits": {k: v for k, v in asdict(self.limits).items() if k != "body_timeout_s"}}
 
     def _load_file(self, name: str) -> np.ndarray:
-        from infp.io import read_audio
-
         if self.audio_dir is None or "/" in name or "\\" in name or name.startswith("."):
             raise InfpError("not an audio file of this server", name)
         path = self.audio_dir / name
         if not path.is_file():
             raise InfpError("not an audio file of this server", name)
-        return read_audio(path).mean(axis=0)
+        return decode_audio(path, self.limits.queue_s, name)
 
     # -- application ------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
+        @web.middleware
+        async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+            why = self.access.refusal(request)
+            if why is not None:
+                log.warning("%s %s from %s: %s", request.method, request.path, request.remote, why)
+                return web.Response(status=403, text=why + "\n")
+            return await handler(request)
+
+        app = web.Application(middlewares=[guard])
         app.router.add_get("/", self.index)
         app.router.add_get("/api/info", self.api_info)
         app.router.add_post("/api/upload", self.api_upload)
@@ -168,7 +457,7 @@ class DemoServer:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     async def api_info(self, request: web.Request) -> web.Response:
-        return web.json_response({**self.info(), "client_stats": self.client_stats})
+        return web.json_response({**self.info(), "client_stats": self.client_stats}, dumps=dumps)
 
     async def protocol(self, request: web.Request) -> web.StreamResponse:
         from infp.paths import REPO_ROOT
@@ -185,33 +474,89 @@ class DemoServer:
             raise web.HTTPNotFound(text="no such recording")
         return web.FileResponse(path)
 
+    # -- uploads ----------------------------------------------------------------------------------
     async def api_upload(self, request: web.Request) -> web.Response:
-        """Body: an audio file of any common format; it is queued as the agent's voice."""
-        from infp.io import read_audio
+        """Body: an audio file of any common format; it is queued as the agent's voice.
 
-        live = self.live
-        if live is None:
-            return web.json_response({"error": "no live session: start the page first"}, status=409)
-        name = Path(request.query.get("name", "upload")).name
-        data = await request.read()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / (name if Path(name).suffix else name + ".wav")
-            path.write_bytes(data)
+        The body goes to a temporary file as it arrives (memory does not grow with it) and is refused
+        as soon as it is known to be too large, or when it stalls; the audio is decoded only when its
+        header declares at most ``limits.upload_s`` seconds.
+        """
+        name = upload_name(request.query.get("name", "upload"))
+        try:
+            if self.live is None:
+                raise UploadRefused(409, "no live session: start the page first")
+            self._check_declared(request, name)
+            if self.uploads >= MAX_UPLOADS_AT_ONCE:
+                raise UploadRefused(429, f"{name}: {MAX_UPLOADS_AT_ONCE} uploads are already in progress; try again later")
+            self.uploads += 1
             try:
-                audio = await asyncio.to_thread(lambda: read_audio(path).mean(axis=0))
+                audio = await self._receive_and_decode(request, name)
+            finally:
+                self.uploads -= 1
+            live = self.live
+            if live is None:
+                raise UploadRefused(409, "no live session: the page was closed during the upload")
+            try:
+                live.agent.add(audio, name)
             except InfpError as e:
-                return web.json_response({"error": f"{name}: {e.problem}"}, status=400)
-        live.agent.add(audio, name)
-        return web.json_response({"queued": name, "seconds": round(len(audio) / SAMPLE_RATE, 2)})
+                raise UploadRefused(413, str(e)) from None
+        except UploadRefused as e:
+            resp = web.json_response({"error": e.message}, status=e.status, dumps=dumps)
+            if not request.content.at_eof():
+                resp.force_close()  # do not read the rest of a refused body
+            return resp
+        return web.json_response({"queued": name, "seconds": round(len(audio) / SAMPLE_RATE, 2)}, dumps=dumps)
+
+    def _check_declared(self, request: web.Request, name: str) -> None:
+        """Refuse from the headers alone: a declared length over the limit, a compressed body."""
+        size = request.content_length
+        if size is not None and size > self.limits.upload_bytes:
+            raise UploadRefused(413, f"{name}: {size} bytes; uploads are limited to {self.limits.upload_bytes} bytes")
+        encoding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").lower()
+        if encoding != "identity":
+            raise UploadRefused(415, f"{name}: send the file as it is, not with Content-Encoding {encoding[:20]}")
+
+    async def _receive_and_decode(self, request: web.Request, name: str) -> np.ndarray:
+        suffix = Path(name).suffix.lower()
+        with tempfile.TemporaryDirectory(prefix="infp-upload-") as tmp:
+            path = Path(tmp) / ("upload" + (suffix if suffix in AUDIO_SUFFIXES else ""))
+            await self._receive(request, path, name)
+            try:
+                return await asyncio.to_thread(decode_audio, path, self.limits.upload_s, name)
+            except TooLong as e:
+                raise UploadRefused(413, str(e)) from None
+            except InfpError as e:
+                raise UploadRefused(400, str(e)) from None
+
+    async def _receive(self, request: web.Request, path: Path, name: str) -> None:
+        """Write the body to ``path`` chunk by chunk, counting bytes and waiting at most ``body_timeout_s`` for each."""
+        got, limit, wait = 0, self.limits.upload_bytes, self.limits.body_timeout_s
+        with open(path, "wb") as out:
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(request.content.readany(), wait)
+                except asyncio.TimeoutError:
+                    raise UploadRefused(408, f"{name}: no data for {wait:g} s after {got} bytes; upload abandoned") from None
+                except (ConnectionError, EOFError, ValueError) as e:  # the client went away or broke the framing
+                    raise UploadRefused(400, f"{name}: the upload was cut off ({type(e).__name__})") from None
+                if not chunk:
+                    break
+                got += len(chunk)
+                if got > limit:
+                    raise UploadRefused(413, f"{name}: more than {limit} bytes; uploads are limited to {limit} bytes")
+                out.write(chunk)
+        if got == 0:
+            raise UploadRefused(400, f"{name}: the upload is empty")
 
     # -- the page's session -----------------------------------------------------------------------
     async def ws_session(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=4 * 1024 * 1024, heartbeat=20)
+        ws = web.WebSocketResponse(max_msg_size=PAGE_MAX_MESSAGE, heartbeat=20)
         await ws.prepare(request)
         if self.busy:
             self.refused += 1
             await ws.send_json({"type": "busy", "message": "Another session is live on this server; it renders one "
-                                "avatar at a time on this CPU. Try again when that session ends."})
+                                "avatar at a time on this CPU. Try again when that session ends."}, dumps=dumps)
             await ws.close(code=1013, message=b"busy")
             return ws
         loop = asyncio.get_running_loop()
@@ -228,7 +573,8 @@ class DemoServer:
         self.busy = True  # taken before the first await, so a second page is refused meanwhile
         try:
             live = await asyncio.to_thread(LiveSession, self.pipe, self.portraits, self.levels, self.settings,
-                                           delay=self.delay, render_batch=self.render_batch, sink=sink)
+                                           delay=self.delay, render_batch=self.render_batch, sink=sink,
+                                           agent_queue_s=self.limits.queue_s)
         except BaseException:
             self.busy = False
             raise
@@ -249,7 +595,7 @@ class DemoServer:
                         continue  # the client does not keep up: old frames would be late anyway
                     await ws.send_bytes(msg)
                 else:
-                    await ws.send_json(msg)
+                    await ws.send_str(dumps(msg))
 
         async def stats() -> None:
             while True:
@@ -262,17 +608,17 @@ class DemoServer:
         tasks = [asyncio.create_task(sender()), asyncio.create_task(stats())]
         try:
             async for msg in ws:
-                if msg.type == WSMsgType.BINARY:
-                    start, own = live.ingest(from_pcm16(msg.data))
-                    if np.any(own):
-                        outbox.put_nowait(pack(KIND_AGENT_AUDIO, {"s": start, "n": len(own)}, pcm16(own)))
-                elif msg.type == WSMsgType.TEXT:
-                    try:
-                        await self._control(live, json.loads(msg.data), outbox)
-                    except (InfpError, ValueError, KeyError, TypeError) as e:
-                        outbox.put_nowait({"type": "error", "message": str(e)})
-                elif msg.type == WSMsgType.ERROR:
+                if msg.type == WSMsgType.ERROR:
                     break
+                try:
+                    if msg.type == WSMsgType.BINARY:
+                        start, own = live.ingest(clean_pcm(from_pcm16(msg.data), "microphone"))
+                        if np.any(own):
+                            outbox.put_nowait(pack(KIND_AGENT_AUDIO, {"s": start, "n": len(own)}, pcm16(own)))
+                    elif msg.type == WSMsgType.TEXT:
+                        await self._control(live, parse(msg.data, PAGE), outbox)
+                except (InfpError, ValueError, KeyError, TypeError) as e:
+                    outbox.put_nowait({"type": "error", "message": str(e)})
         finally:
             for t in tasks:
                 t.cancel()
@@ -283,19 +629,19 @@ class DemoServer:
         return ws
 
     async def _control(self, live: LiveSession, msg: dict, outbox: asyncio.Queue) -> None:
-        kind = msg.get("type")
+        """Act on a message of the page (already checked against ``messages.PAGE``)."""
+        kind = msg["type"]
         if kind == "play":
-            names = msg["files"] if isinstance(msg["files"], list) else [msg["files"]]
-            for name in names:
-                audio = await asyncio.to_thread(self._load_file, str(name))
-                live.agent.add(audio, str(name))
+            for name in msg["files"]:
+                audio = await asyncio.to_thread(self._load_file, name)
+                live.agent.add(audio, name)
             outbox.put_nowait({"type": "agent", **live.agent.status()})
         elif kind == "say":
-            text = str(msg.get("text", "")).strip()[:MAX_TTS_CHARS]
+            text = msg["text"].strip()
             if not text:
                 raise InfpError("nothing to say")
-            audio = await asyncio.to_thread(synthesize, text, str(msg.get("voice", "en-us")))
-            live.agent.add(audio, "tts: " + text[:40])
+            audio = await asyncio.to_thread(synthesize, text, msg.get("voice", "en-us"))
+            live.agent.add(clean_pcm(audio, "speech"), "tts: " + text[:40])
             outbox.put_nowait({"type": "agent", **live.agent.status()})
         elif kind == "stop":
             dropped = live.agent.clear()
@@ -312,51 +658,56 @@ class DemoServer:
                                    "seconds": round(rec.frames / FPS, 2)})
         elif kind == "client_stats":
             self.client_stats = {k: msg[k] for k in msg if k != "type"}
-        else:
-            raise InfpError(f"unknown message type {kind!r}")
 
     # -- an external voice agent ------------------------------------------------------------------
     async def ws_agent(self, request: web.Request) -> web.StreamResponse:
         """PCM of the agent's voice in (binary), control as JSON; see docs/PROTOCOL.md."""
-        ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
+        ws = web.WebSocketResponse(max_msg_size=AGENT_MAX_MESSAGE)
         await ws.prepare(request)
-        rate, encoding = SAMPLE_RATE, "s16le"
-        resampler = StreamResampler(rate)
-        await ws.send_json({"type": "ready", "sample_rate": rate, "encoding": encoding, "live": self.live is not None})
+        stream = AgentStream()
+        await ws.send_str(dumps({"type": "ready", "sample_rate": stream.rate, "encoding": stream.encoding,
+                                 "live": self.live is not None}))
         async for msg in ws:
-            live = self.live
-            if msg.type == WSMsgType.BINARY:
-                if live is None:
-                    await ws.send_json({"type": "error", "message": "no live session: open the demo page first"})
-                    continue
-                if encoding == "s16le":
-                    x = from_pcm16(msg.data)
-                else:
-                    x = np.frombuffer(msg.data[: len(msg.data) // 4 * 4], "<f4").astype(np.float32)
-                live.agent.add(resampler(x), "external")
-            elif msg.type == WSMsgType.TEXT:
-                try:
-                    m = json.loads(msg.data)
-                    kind = m.get("type")
-                    if kind == "format":
-                        rate = int(m.get("sample_rate", SAMPLE_RATE))
-                        encoding = str(m.get("encoding", "s16le"))
-                        if encoding not in ("s16le", "f32le") or not 8000 <= rate <= 192000:
-                            raise ValueError("format: encoding s16le or f32le, sample_rate 8000-192000")
-                        resampler = StreamResampler(rate)
-                        await ws.send_json({"type": "format", "sample_rate": rate, "encoding": encoding})
-                    elif kind == "clear":
-                        dropped = live.agent.clear() if live is not None else 0.0
-                        await ws.send_json({"type": "cleared", "dropped_s": round(dropped, 2)})
-                    elif kind == "status":
-                        await ws.send_json({"type": "status", "live": live is not None,
-                                            **(live.agent.status() if live is not None else {}),
-                                            "clock_s": round(live.samples / SAMPLE_RATE, 2) if live else None})
-                    else:
-                        raise ValueError(f"unknown message type {kind!r}")
-                except (ValueError, TypeError, AttributeError) as e:
-                    await ws.send_json({"type": "error", "message": str(e)})
+            if msg.type == WSMsgType.ERROR:
+                break
+            try:
+                if msg.type == WSMsgType.BINARY:
+                    self._agent_pcm(stream, msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    await ws.send_str(dumps(self._agent_control(stream, parse(msg.data, AGENT))))
+            except (InfpError, ValueError) as e:
+                await ws.send_str(dumps({"type": "error", "message": str(e)}))
         return ws
+
+    def _agent_pcm(self, stream: "AgentStream", data: bytes) -> None:
+        live = self.live
+        if live is None:
+            raise InfpError("no live session: open the demo page first")
+        x = from_pcm16(data) if stream.encoding == "s16le" else from_f32(data)
+        live.agent.add(stream.resampler(clean_pcm(x, "agent")), "external")
+
+    def _agent_control(self, stream: "AgentStream", msg: dict) -> dict:
+        """The reply to a message of an agent (already checked against ``messages.AGENT``)."""
+        live = self.live
+        kind = msg["type"]
+        if kind == "format":
+            stream.set(msg.get("sample_rate", SAMPLE_RATE), msg.get("encoding", "s16le"))
+            return {"type": "format", "sample_rate": stream.rate, "encoding": stream.encoding}
+        if kind == "clear":
+            return {"type": "cleared", "dropped_s": round(live.agent.clear(), 2) if live is not None else 0.0}
+        return {"type": "status", "live": live is not None, **(live.agent.status() if live is not None else {}),
+                "clock_s": round(live.samples / SAMPLE_RATE, 2) if live is not None else None}
+
+
+class AgentStream:
+    """The PCM format an agent's connection said it sends, and the resampler that brings it to 16 kHz."""
+
+    def __init__(self) -> None:
+        self.set(SAMPLE_RATE, "s16le")
+
+    def set(self, rate: int, encoding: str) -> None:
+        self.rate, self.encoding = rate, encoding
+        self.resampler = StreamResampler(rate)
 
 
 def serve(server: DemoServer, host: str = "127.0.0.1", port: int = 8000, ready=None) -> None:
@@ -366,6 +717,7 @@ def serve(server: DemoServer, host: str = "127.0.0.1", port: int = 8000, ready=N
     generation, where torch's CPU kernels are fastest (see ``LiveSession.start``).
     """
     server.compute = queue.Queue()
+    server.bind(host)
     started = threading.Event()
     failed: list[BaseException] = []
     state: dict = {}
@@ -375,7 +727,7 @@ def serve(server: DemoServer, host: str = "127.0.0.1", port: int = 8000, ready=N
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        state["port"] = site._server.sockets[0].getsockname()[1]  # the port really bound (port 0 picks one)
+        state["port"] = runner.addresses[0][1]  # the port really bound (port 0 picks one)
         state["stop"] = asyncio.Event()
         state["loop"] = asyncio.get_running_loop()
         started.set()
