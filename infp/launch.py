@@ -1,4 +1,9 @@
-"""Hydra front end of training (like cli.py for the command line): config -> objects -> fit -> export."""
+"""Hydra front end of training (like cli.py for the command line): config -> objects -> fit -> export.
+
+torch and Lightning are imported where they are used, not with this module: the data check of
+:func:`check_data` then answers a run without data (a fresh clone, a mistyped path) in a second,
+and ``python train/stage1.py --cfg job`` prints the config without loading them.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,81 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import hydra
-import pytorch_lightning as pl
-import torch
-from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from infp.io.atomic import atomic_write_text
+from infp.errors import InfpError
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from infp.data.clips import ClipIndex
 
 log = logging.getLogger(__name__)
+
+SAMPLE_CORPUS = Path("data/sample_corpus")
+"""Where ``make sample-corpus`` (``infp sample-corpus``) writes the sample corpus, relative to the repository."""
+
+
+class MissingDataError(InfpError):
+    """The corpus (or the stage-2 latents) a training run reads is not there.
+
+    Every run of a sweep would fail the same way, so the training scripts stop at the first one with this
+    one line, which names the folder and the command that fills it."""
+
+
+def _corpus_remedy(root: Path) -> str:
+    """The command that creates the corpus folder a run was pointed at."""
+    if root.resolve() == SAMPLE_CORPUS.resolve():
+        return f"create the sample corpus with `make sample-corpus` (or `infp sample-corpus --out {SAMPLE_CORPUS}`)"
+    return (f"create it with `infp prepare MANIFEST {root}` from your recordings, "
+            f"or put the sample corpus there with `infp sample-corpus --out {root}`")
+
+
+def require_corpus(root: Path, min_frames: int = 2) -> ClipIndex:
+    """The corpus's clip index, with train and val clips, or a MissingDataError naming the folder and the
+    command that fills it. Reads only ``index.jsonl`` (well under a second for 100k clips)."""
+    if not (root / "index.jsonl").is_file():
+        state = ("does not exist" if not root.exists() else "is not a folder" if not root.is_dir()
+                 else "is empty" if not any(root.iterdir()) else "has no index.jsonl")
+        raise MissingDataError(f"no clip corpus here (the folder {state}); {_corpus_remedy(root)}", root)
+    from infp.data.clips import ClipIndex
+
+    index = ClipIndex(root)
+    for split in ("train", "val"):
+        if not any(e.split == split and e.n_frames >= min_frames for e in index.entries):
+            raise MissingDataError(
+                f"the corpus has no {split!r} clips of at least {min_frames} frames ({len(index)} clips in all); "
+                f"give some recordings `split: {split}` in the manifest and run `infp prepare` again", root)
+    return index
+
+
+def require_motion(root: Path, motion_dir: Path, index: ClipIndex) -> None:
+    """Stage 2 reads stage-1 latents: without any for a split, stop with the extract-motion command."""
+    on_disk = {n[:-4] for n in os.listdir(motion_dir) if n.endswith(".npy")} if motion_dir.is_dir() else set()
+    for split in ("train", "val"):
+        if not any(e.split == split and e.self_voice and e.id in on_disk for e in index.entries):
+            out = "" if motion_dir == root / "motion" else f" --out {motion_dir}"
+            raise MissingDataError(
+                f"no motion latents of the corpus's {split!r} clips here; write them with "
+                f"`infp extract-motion {root}{out}` (the starter stage-1 weights; `--checkpoint DIR` for yours)",
+                motion_dir)
+
+
+def check_data(data: DictConfig) -> None:
+    """Check the folders the ``data`` config names before anything is built or written.
+
+    Without it a missing corpus surfaces inside ``trainer.fit`` as a long traceback, after the model is
+    built. Stage 2 (a config with ``motion_dir``) also needs the stage-1 latents of the clips."""
+    root = Path(os.path.normpath(str(data.root)))
+    if "motion_dir" not in data:
+        require_corpus(root)
+        return
+    index = require_corpus(root, min_frames=int(data.get("window", 4)) + 1)
+    motion_dir = Path(str(data.motion_dir)) if data.motion_dir is not None else root / "motion"
+    require_motion(root, motion_dir, index)
 
 
 def _last_checkpoint(cfg: DictConfig) -> str | None:
@@ -40,6 +109,8 @@ _DIST_ENV = ("LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "RANK", "WORLD_SIZE", "LOC
 def _distributed_state_restored() -> Iterator[None]:
     """Run one training as if alone in the process: afterwards the process group Lightning leaves up is
     destroyed and the launcher's environment variables are reset (several runs of a sweep, one process)."""
+    import torch
+
     saved = {k: os.environ.get(k) for k in _DIST_ENV}
     try:
         yield
@@ -66,6 +137,8 @@ def _checkpoint_step(path: Path) -> int:
     strategy (``ddp_spawn``) training runs in child processes and the parent's trainer stays at step 0."""
     if not path.is_file():
         return 0
+    import torch
+
     return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False).get("global_step", 0))
 
 
@@ -100,7 +173,17 @@ def _ddp_relaunch_as_single_run() -> Iterator[None]:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit the configured LightningModule; returns the final metrics (also written to metrics.json)."""
+    """Fit the configured LightningModule; returns the final metrics (also written to metrics.json).
+
+    The data the config names is checked first (:func:`check_data`: the corpus, the stage-2 latents), so a
+    run without data stops with a MissingDataError before torch is loaded or any file written."""
+    check_data(cfg.data)
+    import pytorch_lightning as pl
+    import torch
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    from infp.io.atomic import atomic_write_text
+
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
@@ -132,3 +215,26 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     """The value a hyper-parameter sweeper optimises (``optimized_metric``)."""
     name = cfg.get("optimized_metric")
     return metrics.get(name) if name else None
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_task(cfg: DictConfig) -> float | None:
+    """The body of ``train/stage*.py`` under ``@hydra.main``: train, then return the sweep objective.
+
+    Hydra reports an exception from here as a long traceback. A user error (InfpError) is one line on
+    stderr and exit status 1 instead: always when data is missing (every run of a sweep would fail alike,
+    so a sweep stops at its first run), and for other user errors outside a sweep; inside a sweep those
+    fail only their own run, which the sweep summary lists with its message."""
+    try:
+        return objective(cfg, train(cfg))
+    except InfpError as e:
+        if _in_multirun() and not isinstance(e, MissingDataError):
+            raise
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -3,12 +3,12 @@
 import hydra
 from omegaconf import DictConfig
 
-from infp.launch import objective, train
+from infp.launch import run_task
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="stage1")
 def main(cfg: DictConfig) -> float | None:
-    return objective(cfg, train(cfg))
+    return run_task(cfg)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,20 @@
-"""Recording manifests for ``infp prepare``: YAML/JSON/JSONL -> validated ``Recording`` objects."""
+"""Recording manifests for ``infp prepare``: YAML/JSON/JSONL -> validated ``Recording`` objects.
+
+Every value goes through one declarative schema (:data:`RECORDING_FIELDS`, :data:`PARTY_FIELDS`,
+:data:`AUDIO_FIELDS`): a manifest is written by hand, so a wrong value must stop the run with one line
+that names the file, the entry and the field, never with a traceback from deep inside ``prepare`` nor,
+worse, be taken silently (Python's ``bool("false")`` is true; YAML reads ``name: no`` as false).
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -14,6 +22,9 @@ from infp.errors import ManifestError
 
 VIDEO_AUDIO = "video"
 """Audio spec meaning "the recording's own audio track"."""
+
+SILENCE = "silence"
+"""Audio spec meaning "this party never speaks" (same as ``null``)."""
 
 NAMED_REGIONS = {
     "full": (0.0, 0.0, 1.0, 1.0),
@@ -63,105 +74,234 @@ class Recording:
         return out
 
 
+# --------------------------------------------------------------------------- the schema
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A value type of the schema: how to recognise it and how to name it in a message."""
+
+    name: str  # as in "offset must be <name>"
+    accepts: Callable[[Any], bool]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # YAML true is an int to Python
+
+
+def _is_number(v: Any) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+STRING = Kind("a string", lambda v: isinstance(v, str))
+BOOLEAN = Kind("true or false", lambda v: isinstance(v, bool))
+INTEGER = Kind("a whole number", _is_int)
+NUMBER = Kind("a finite number", _is_number)
+MAPPING = Kind("a mapping of key: value", lambda v: isinstance(v, dict))
+LIST = Kind("a list", lambda v: isinstance(v, list))
+
+
+@dataclass(frozen=True)
+class Field:
+    """One manifest key: accepted kinds, whether it is required, its default, its allowed values.
+
+    ``null`` (or leaving the key out) means the default wherever ``nullable``; ``what`` replaces the
+    generic type name in messages (``offset must be a number of seconds``)."""
+
+    kinds: tuple[Kind, ...]
+    required: bool = False
+    default: Any = None
+    nullable: bool = True
+    minimum: float | None = None
+    choices: tuple[str, ...] | None = None
+    pattern: re.Pattern | None = None
+    what: str | None = None
+
+    def describe(self) -> str:
+        return self.what or " or ".join(k.name for k in self.kinds)
+
+
+_NAME = "letters, digits, '_', '-' or '.'"
+RECORDING_FIELDS: dict[str, Field] = {
+    "id": Field((STRING,), required=True, nullable=False, pattern=_ID, what=f"a string of {_NAME}"),
+    "video": Field((STRING,), required=True, nullable=False, what="a path (a string)"),
+    "parties": Field((LIST,), required=True, nullable=False, what="a non-empty list of parties"),
+    "split": Field((STRING,), choices=("train", "val"), what="'train' or 'val'"),
+    "meta": Field((MAPPING,), default={}, what="a mapping (key: value)"),
+}
+PARTY_FIELDS: dict[str, Field] = {
+    "name": Field((STRING,), pattern=_ID, what=f"a string of {_NAME}"),
+    "audio": Field((STRING, MAPPING),
+                   what="a path, 'video', 'silence', null or {path, channel, offset}"),
+    "face": Field((BOOLEAN,), default=True, nullable=False),
+    "region": Field((STRING, LIST), default="full",
+                    what=f"one of {sorted(NAMED_REGIONS)} or [x0, y0, x1, y1]"),
+    "face_index": Field((INTEGER,), minimum=0, what="a whole number >= 0"),
+    "self_voice": Field((BOOLEAN,), default=True, nullable=False),
+}
+AUDIO_FIELDS: dict[str, Field] = {
+    "path": Field((STRING,), required=True, nullable=False, what="a path or 'video' (a string)"),
+    "channel": Field((INTEGER,), minimum=0, what="a whole number >= 0 (null: all channels averaged)"),
+    "offset": Field((NUMBER,), default=0.0, nullable=False, what="a number of seconds"),
+}
+TOP_FIELDS: dict[str, Field] = {
+    "root": Field((STRING,), default=".", what="a folder path (a string)"),
+    "recordings": Field((LIST,), required=True, nullable=False, what="a list of recordings"),
+}
+
+_BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
+
+def _show(value: Any) -> str:
+    """A value as the manifest's author wrote it (YAML words, not Python's)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _problem(key: str, value: Any, spec: Field) -> str | None:
+    """What is wrong with one present value, or None."""
+    if value is None:
+        return None if spec.nullable else f"{key} must be {spec.describe()}, got null"
+    if not any(k.accepts(value) for k in spec.kinds):
+        if BOOLEAN in spec.kinds and isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+            return f"{key} must be true or false written without quotes, got the string {value!r}"
+        if spec.kinds == (STRING,) and isinstance(value, (bool, int, float)):
+            return f"{key} must be {spec.describe()}, got {_show(value)} (put it in quotes to keep it as text)"
+        return f"{key} must be {spec.describe()}, got {_show(value)}"
+    outside = ((spec.minimum is not None and value < spec.minimum)
+               or (spec.choices is not None and value not in spec.choices)
+               or (spec.pattern is not None and not spec.pattern.match(value)))
+    return f"{key} must be {spec.describe()}, got {_show(value)}" if outside else None
+
+
+def _unknown_key(key: Any, schema: Mapping[str, Field]) -> str:
+    near = difflib.get_close_matches(str(key), list(schema), n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]!r}?)" if near else f" (known keys: {', '.join(schema)})"
+    return f"unknown key {str(key)!r}{hint}"
+
+
+def check_fields(raw: Any, schema: Mapping[str, Field], what: str, fail: Callable[[str], ManifestError]) -> dict[str, Any]:
+    """Validate one mapping against ``schema``; returns every schema key with its value or default.
+
+    ``fail(problem)`` makes the error that names the file and the entry; the first problem is raised."""
+    if not isinstance(raw, dict):
+        raise fail(f"{what} must be a mapping (key: value), got {_show(raw)}")
+    for key in raw:
+        if key not in schema:
+            raise fail(_unknown_key(key, schema))
+    out: dict[str, Any] = {}
+    for key, spec in schema.items():
+        if key not in raw:
+            if spec.required:
+                raise fail(f"{key} is missing ({spec.describe()})")
+            out[key] = spec.default
+            continue
+        problem = _problem(key, raw[key], spec)
+        if problem:
+            raise fail(problem)
+        out[key] = spec.default if raw[key] is None else raw[key]
+    return out
+
+
+# --------------------------------------------------------------------------- entries
+
+
 def _err(manifest: Path, where: str, problem: str) -> ManifestError:
     return ManifestError(f"{where}: {problem}", manifest)
 
 
+def _failer(manifest: Path, where: str) -> Callable[[str], ManifestError]:
+    return lambda problem: _err(manifest, where, problem)
+
+
 def _audio(value: Any, base: Path, manifest: Path, where: str) -> AudioSpec | None:
-    if value is None or value == "silence":
+    """null / 'silence' / 'video' / a path / {path, channel, offset} -> AudioSpec (None: silence)."""
+    if value is None or value == SILENCE:
         return None
     if isinstance(value, str):
         value = {"path": value}
-    if not isinstance(value, dict) or "path" not in value:
-        raise _err(manifest, where, f"audio must be a path, 'video', 'silence' or {{path, channel, offset}}, got {value!r}")
-    unknown = set(value) - {"path", "channel", "offset"}
-    if unknown:
-        raise _err(manifest, where, f"unknown audio keys {sorted(unknown)}")
-    raw = value["path"]
-    path = None if raw == VIDEO_AUDIO else (base / str(raw)).resolve()
+    spec = check_fields(value, AUDIO_FIELDS, "audio", _failer(manifest, f"{where}, audio"))
+    raw = spec["path"]
+    path = None if raw == VIDEO_AUDIO else (base / raw).resolve()
     if path is not None and not path.is_file():
         raise _err(manifest, where, f"audio file not found: {path}")
-    channel = value.get("channel")
-    if channel is not None and (not isinstance(channel, int) or channel < 0):
-        raise _err(manifest, where, f"channel must be a non-negative integer, got {channel!r}")
-    return AudioSpec(path, channel, float(value.get("offset", 0.0)))
+    return AudioSpec(path, spec["channel"], float(spec["offset"]))
 
 
-def _region(value: Any, manifest: Path, where: str) -> tuple[float, float, float, float]:
-    if value is None:
-        return NAMED_REGIONS["full"]
+def _region(value: str | list, manifest: Path, where: str) -> tuple[float, float, float, float]:
     if isinstance(value, str):
         if value not in NAMED_REGIONS:
             raise _err(manifest, where, f"region must be one of {sorted(NAMED_REGIONS)} or [x0, y0, x1, y1], got {value!r}")
         return NAMED_REGIONS[value]
-    if isinstance(value, (list, tuple)) and len(value) == 4 and all(isinstance(v, (int, float)) for v in value):
+    if len(value) == 4 and all(_is_number(v) for v in value):
         x0, y0, x1, y1 = (float(v) for v in value)
         if 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1:
             return (x0, y0, x1, y1)
     raise _err(manifest, where, f"region [x0, y0, x1, y1] must be fractions with x0 < x1, y0 < y1 in [0, 1], got {value!r}")
 
 
-_PARTY_KEYS = {"name", "audio", "face", "region", "face_index", "self_voice"}
-_REC_KEYS = {"id", "video", "parties", "split", "meta"}
+def _meta(value: dict, manifest: Path, where: str) -> dict:
+    """The free-form ``meta`` goes into every clip's meta.json: it must be plain JSON (a YAML date is not)."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise _err(manifest, where, f"meta must hold only text, numbers, booleans, lists and mappings ({e})") from None
+
+
+def _party(raw: Any, j: int, names: set[str], base: Path, manifest: Path, where: str) -> Party:
+    pw = f"{where}, party {j + 1}"
+    v = check_fields(raw, PARTY_FIELDS, "each party", _failer(manifest, pw))
+    name = v["name"] if v["name"] is not None else chr(ord("a") + j)
+    if name in names:
+        raise _err(manifest, pw, f"party name {name!r} is used twice in this recording")
+    names.add(name)
+    return Party(name=name, audio=_audio(v["audio"], base, manifest, pw), face=v["face"],
+                 region=_region(v["region"], manifest, pw), face_index=v["face_index"], self_voice=v["self_voice"])
+
+
+def _recording(entry: Any, i: int, seen: set[str], base: Path, manifest: Path) -> Recording:
+    rid = entry.get("id") if isinstance(entry, dict) else None
+    where = f"recording {i + 1}" + (f" (id {rid!r})" if isinstance(rid, str) else "")
+    v = check_fields(entry, RECORDING_FIELDS, "each recording", _failer(manifest, where))
+    if rid in seen:
+        raise _err(manifest, where, "duplicate id")
+    seen.add(rid)
+    video = (base / v["video"]).resolve()
+    if not video.is_file():
+        raise _err(manifest, where, f"video file not found: {video}")
+    if not v["parties"]:
+        raise _err(manifest, where, f"parties must be {RECORDING_FIELDS['parties'].describe()}, got []")
+    names: set[str] = set()
+    parties = tuple(_party(rp, j, names, base, manifest, where) for j, rp in enumerate(v["parties"]))
+    if not any(p.face for p in parties):
+        raise _err(manifest, where, "no party has a face (face: false everywhere)")
+    return Recording(rid, video, parties, v["split"], _meta(v["meta"], manifest, where))
 
 
 def parse_recordings(entries: list[Any], base: Path, manifest: Path) -> list[Recording]:
     """Validate raw manifest entries (dicts) into Recordings; paths are relative to ``base``."""
-    out: list[Recording] = []
     seen: set[str] = set()
-    for i, entry in enumerate(entries):
-        where = f"recording {i + 1}"
-        if not isinstance(entry, dict):
-            raise _err(manifest, where, "each recording must be a mapping")
-        unknown = set(entry) - _REC_KEYS
-        if unknown:
-            raise _err(manifest, where, f"unknown keys {sorted(unknown)}")
-        rid = str(entry.get("id", ""))
-        if not _ID.match(rid):
-            raise _err(manifest, where, f"id must be letters, digits, '_', '-' or '.', got {rid!r}")
-        where = f"recording {rid!r}"
-        if rid in seen:
-            raise _err(manifest, where, "duplicate id")
-        seen.add(rid)
-        if "video" not in entry:
-            raise _err(manifest, where, "no video given")
-        video = (base / str(entry["video"])).resolve()
-        if not video.is_file():
-            raise _err(manifest, where, f"video file not found: {video}")
-        raw_parties = entry.get("parties")
-        if not isinstance(raw_parties, list) or not raw_parties:
-            raise _err(manifest, where, "parties must be a non-empty list")
-        parties = []
-        names: set[str] = set()
-        for j, rp in enumerate(raw_parties):
-            pw = f"{where}, party {j + 1}"
-            if not isinstance(rp, dict):
-                raise _err(manifest, pw, "each party must be a mapping")
-            unknown = set(rp) - _PARTY_KEYS
-            if unknown:
-                raise _err(manifest, pw, f"unknown keys {sorted(unknown)}")
-            name = str(rp.get("name", chr(ord("a") + j)))
-            if not _ID.match(name) or name in names:
-                raise _err(manifest, pw, f"party name must be unique letters/digits, got {name!r}")
-            names.add(name)
-            face_index = rp.get("face_index")
-            if face_index is not None and (not isinstance(face_index, int) or face_index < 0):
-                raise _err(manifest, pw, f"face_index must be a non-negative integer, got {face_index!r}")
-            parties.append(Party(
-                name=name,
-                audio=_audio(rp.get("audio"), base, manifest, pw),
-                face=bool(rp.get("face", True)),
-                region=_region(rp.get("region"), manifest, pw),
-                face_index=face_index,
-                self_voice=bool(rp.get("self_voice", True)),
-            ))
-        if not any(p.face for p in parties):
-            raise _err(manifest, where, "no party has a face (face: false everywhere)")
-        split = entry.get("split")
-        if split not in (None, "train", "val"):
-            raise _err(manifest, where, f"split must be 'train' or 'val', got {split!r}")
-        out.append(Recording(rid, video, tuple(parties), split, dict(entry.get("meta") or {})))
-    return out
+    return [_recording(entry, i, seen, base, manifest) for i, entry in enumerate(entries)]
+
+
+def _read_entries(path: Path) -> tuple[list[Any], Path]:
+    """The raw recording entries of a manifest file and the folder their paths are relative to."""
+    text = path.read_text()
+    try:
+        if path.suffix == ".jsonl":
+            return [json.loads(line) for line in text.splitlines() if line.strip()], path.parent
+        doc = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ManifestError(f"cannot parse ({str(e).splitlines()[0]})", path) from None
+    if isinstance(doc, list):
+        doc = {"recordings": doc}
+    if not isinstance(doc, dict):
+        raise ManifestError(f"expected a mapping with a 'recordings' list, got {_show(doc)}", path)
+    top = check_fields(doc, TOP_FIELDS, "the manifest", lambda problem: ManifestError(problem, path))
+    return top["recordings"], (path.parent / top["root"]).resolve()
 
 
 def load_manifest(path: str | Path) -> list[Recording]:
@@ -169,21 +309,7 @@ def load_manifest(path: str | Path) -> list[Recording]:
     path = Path(path)
     if not path.is_file():
         raise ManifestError("manifest not found", path)
-    text = path.read_text()
-    try:
-        if path.suffix == ".jsonl":
-            entries = [json.loads(line) for line in text.splitlines() if line.strip()]
-            base = path.parent
-        else:
-            doc = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-            if isinstance(doc, list):
-                doc = {"recordings": doc}
-            if not isinstance(doc, dict) or not isinstance(doc.get("recordings"), list):
-                raise ManifestError("expected a 'recordings' list", path)
-            entries = doc["recordings"]
-            base = (path.parent / str(doc.get("root", "."))).resolve()
-    except (yaml.YAMLError, json.JSONDecodeError) as e:
-        raise ManifestError(f"cannot parse ({str(e).splitlines()[0]})", path) from None
+    entries, base = _read_entries(path)
     if not entries:
         raise ManifestError("lists no recordings", path)
     return parse_recordings(entries, base, path)
