@@ -117,7 +117,8 @@ def _check(where: str, value: Any, f: Field) -> None:
         if f.max_len is not None and len(value) > f.max_len:
             raise MessageError(f"{where} has {len(value)} {unit}; at most {f.max_len} are allowed")
         if len(value) < f.min_len:
-            raise MessageError(f"{where} must not be empty" if f.min_len == 1 else f"{where} needs at least {f.min_len} {unit}")
+            raise MessageError(f"{where} must not be empty" if f.min_len == 1
+                               else f"{where} needs at least {f.min_len} {unit}")
     if f.kind == "str":
         if f.choices is not None and value not in f.choices:
             raise MessageError(f"{where} must be one of {', '.join(f.choices)}, not {_short(value)}")
@@ -150,7 +151,8 @@ def parse(data: str | bytes, table: dict[str, dict[str, Field]]) -> dict[str, An
     """The message in ``data`` checked against ``table``; MessageError says what is wrong with it."""
     msg = loads(data)
     if not isinstance(msg, dict):
-        raise MessageError(f'a message must be a JSON object such as {{"type": "{next(iter(table))}"}}, not {_json_kind(msg)}')
+        example = f'{{"type": "{next(iter(table))}"}}'
+        raise MessageError(f"a message must be a JSON object such as {example}, not {_json_kind(msg)}")
     kind = msg.get("type")
     if not isinstance(kind, str) or kind not in table:
         raise MessageError(f"unknown message type {_short(kind)} (expected one of: {', '.join(table)})")

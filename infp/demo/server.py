@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
@@ -65,7 +65,6 @@ class Limits:
     upload_s: float = MAX_UPLOAD_SECONDS
     body_timeout_s: float = BODY_TIMEOUT_S  # an upload that sends nothing this long is abandoned (408)
     queue_s: float = MAX_AGENT_QUEUE_S
-    tts_chars: int = MAX_TTS_CHARS
 
 
 # -- JSON and PCM that are safe to send and to use ---------------------------------------------------
@@ -422,7 +421,8 @@ class DemoServer:
                 "tts": tts is not None, "tts_note": None if tts else "text-to-speech is not installed (apt-get install espeak-ng)",
                 "files": self.audio_files(), "busy": self.busy, "agent_endpoint": "/ws/agent",
                 "sessions_served": self.sessions_served, "refused": self.refused,
-                "limits": {k: v for k, v in asdict(self.limits).items() if k != "body_timeout_s"}}
+                "limits": {"upload_bytes": self.limits.upload_bytes, "upload_s": self.limits.upload_s,
+                           "queue_s": self.limits.queue_s, "tts_chars": MAX_TTS_CHARS}}
 
     def _load_file(self, name: str) -> np.ndarray:
         if self.audio_dir is None or "/" in name or "\\" in name or name.startswith("."):

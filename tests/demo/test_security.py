@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from infp.demo.live import AgentVoice
 from infp.demo.messages import AGENT, PAGE, MessageError, parse
 from infp.demo.server import (KIND_FRAME, Access, TooLong, clean_pcm, decode_audio, pack, pcm16, synthesize,
                               tts_available, unpack)
@@ -165,6 +166,16 @@ def test_json_out_is_finite_and_pcm_in_is_clean():
     assert clean_pcm(np.array([1e30, -5.0, 0.25], np.float32)).tolist() == [1.0, -1.0, 0.25]
 
 
+def test_agent_queue_bound():
+    voice = AgentVoice(max_seconds=2.0)
+    voice.add(np.ones(24000, np.float32), "a")
+    with pytest.raises(InfpError, match=r"b: 1.0 s would not fit in the agent's queue \(1.5 s waiting, at most 2 s\)"):
+        voice.add(np.ones(16000, np.float32), "b")
+    assert len(voice.read(16000)) == 16000 and voice.status()["queued_s"] == 0.5
+    voice.add(np.ones(24000, np.float32), "b")  # room again once played
+    assert voice.clear() == 2.0 and voice.status()["queued_s"] == 0.0
+
+
 @pytest.mark.skipif(tts_available() is None, reason="espeak-ng is not installed")
 def test_tts_text_is_never_an_option(tmp_path):
     story = tmp_path / "story.txt"
@@ -230,7 +241,8 @@ def test_foreign_pages_and_host_names_are_refused(server):
 
 def test_malformed_messages_get_errors_and_the_session_goes_on(server):
     kinds = {"[]": "JSON object", "null": "JSON object", '"x"': "JSON object", "1": "JSON object",
-             "{nope": "not valid JSON", "[" * 5000: "nested too deeply|not valid JSON", '{"type": 7}': "unknown message type"}
+             "{nope": "not valid JSON", "[" * 5000: "nested too deeply|not valid JSON",
+             '{"type": 7}': "unknown message type"}
 
     async def scenario():
         async with aiohttp.ClientSession() as http:

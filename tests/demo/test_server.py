@@ -21,7 +21,8 @@ def server(tiny_weights, tmp_path_factory, samples):
     """`infp demo` on a free port (small weights, generous delay), stopped after the tests."""
     rec = tmp_path_factory.mktemp("recordings")
     proc = subprocess.Popen([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--checkpoint", str(tiny_weights),
-                             "--steps", "2", "--delay-ms", "500", "--record-dir", str(rec)],
+                             "--steps", "2", "--delay-ms", "500", "--record-dir", str(rec),
+                             "--allow-origin", "http://allowed.example"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -206,3 +207,22 @@ def test_bad_requests_get_errors_not_crashes(server, voices):
 
     asyncio.run(scenario())
     assert server["proc"].poll() is None
+
+
+def test_other_web_pages_are_refused_unless_allowed(server):
+    port = server["url"].rsplit(":", 1)[1]
+
+    async def scenario():
+        async with aiohttp.ClientSession() as http:
+            for origin in (f"http://127.0.0.1:{port}", "http://allowed.example", None):  # own page, --allow-origin, no browser
+                agent = await http.ws_connect(server["ws"] + "/ws/agent", origin=origin)
+                assert (await agent.receive_json())["type"] == "ready"
+                await agent.close()
+            for path in ("/ws", "/ws/agent"):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(server["ws"] + path, origin="http://evil.example")
+                assert refused.value.status == 403
+            r = await http.post(server["url"] + "/api/upload?name=x.wav", data=b"RIFF", headers={"Origin": "http://evil.example"})
+            assert r.status == 403 and "--allow-origin" in await r.text()
+
+    asyncio.run(scenario())
