@@ -25,7 +25,8 @@ from infp.constants import FPS
 from infp.data.clips import ClipIndex
 from infp.data.stage1 import to_tensor
 from infp.eval import face_id
-from infp.eval.face_metrics import identity_distance, mouth_opening
+from infp.eval.face_metrics import identity_distance
+from infp.face.landmarks import mouth_opening
 from infp.face import FaceDetector, motion_input
 from infp.io import iter_frames
 from infp.lit.head_imitation import image_metrics

@@ -25,7 +25,7 @@ import torch
 
 from infp.audio.vad import frame_speech_prob
 from infp.eval.dialogue import compose
-from infp.eval.face_metrics import mouth_opening
+from infp.face.landmarks import mouth_opening
 from infp.eval.mouth_probe import fit_mouth_probe
 from infp.face import FaceDetector
 from infp.pipelines.motion import generate_motion

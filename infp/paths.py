@@ -1,4 +1,7 @@
-"""Locations relative to the repository (for an editable install; overridable by environment)."""
+"""The repository root, where an editable install finds ``data/samples``, ``weights/`` and ``docs/``.
+
+Nothing here reads the environment; ``INFP_WEIGHTS`` (see ``infp.weights``) moves the weights folder.
+"""
 
 from pathlib import Path
 

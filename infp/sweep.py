@@ -222,7 +222,10 @@ class SweepSummary(Callback):
             value = job_return.return_value
             status["return_value"] = float(value) if isinstance(value, (int, float)) else None
         else:
-            err = job_return._return_value
+            try:  # a failed job's return_value re-raises its exception (Hydra's public way to get at it)
+                err: BaseException | None = job_return.return_value
+            except BaseException as e:  # noqa: BLE001
+                err = e
             status["error"] = (f"{type(err).__name__}: {err}".splitlines() or [""])[0][:200]
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write(out / STATUS_FILE, json.dumps(status, indent=1))

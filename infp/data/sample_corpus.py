@@ -210,7 +210,7 @@ def dub_talking_face(opening: np.ndarray, voices: VoicePool, partners: VoicePool
 
 def face_mouth_opening(video: Path) -> np.ndarray:
     """(T,) mouth opening of the largest face at 25 fps (NaN where no face)."""
-    from infp.eval.face_metrics import mouth_opening
+    from infp.face.landmarks import mouth_opening
     from infp.face import FaceDetector
     from infp.io import iter_frames
 

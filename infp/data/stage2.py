@@ -3,8 +3,8 @@
 Item for window start s (frames): ``x0`` (W, D) target offsets, ``prev`` (P, D) offsets of the frames
 before (zeros before the clip start), ``has_prev`` (s > 0), ``self_audio`` / ``other_audio`` covering
 frames [s - P - C, s + W) (zeros before the clip start; C = audio-encoder context), and the style
-inputs: ``neutral`` (the clip's rest latent, see below) and ``spread`` (the clip's per-dim std, or
-zeros), and ``ref``. Offsets are latents minus the clip's *rest* latent (the mean latent of its frames
+inputs: ``rest`` (the clip's rest latent, see below) and ``spread`` (the clip's per-dim std, or
+zeros). Offsets are latents minus the clip's *rest* latent (the mean latent of its frames
 with the most closed mouth, by the clip's landmarks), divided by ``scale`` (per-dim RMS of those offsets
 over the training clips, or a fixed random subset of at most ``stats_clips`` of them; computed when not
 given). At inference the portrait's latent takes the rest latent's place: a still face, mouth closed.
@@ -41,7 +41,7 @@ REST_SHARE = 0.2
 def rest_latent(lat: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
     """(T, D) latents + (T, 478, 2) landmarks (or None) -> (D,) mean latent of the most-closed-mouth frames
     (the clip mean without landmarks)."""
-    from infp.eval.face_metrics import mouth_opening
+    from infp.face.landmarks import mouth_opening
 
     if landmarks is None:
         return np.asarray(lat, dtype=np.float32).mean(axis=0)
@@ -188,7 +188,8 @@ class DyadicMotionWindows(Dataset):
             "has_prev": torch.tensor(s > 0),
             "self_audio": torch.from_numpy(self._audio(cid, "self.wav", a0, a1)),
             "other_audio": torch.from_numpy(self._audio(cid, "other.wav", a0, a1)),
-            "neutral": torch.from_numpy(ref.astype(np.float32)),  # the portrait's latent at inference
+            # the clip's rest latent: the style's anchor (the portrait's latent at inference) and the origin of
+            # the offsets (x0 * scale + rest = the latents)
+            "rest": torch.from_numpy(ref.astype(np.float32)),
             "spread": torch.from_numpy(spread.astype(np.float32)),
-            "ref": torch.from_numpy(ref.astype(np.float32)),  # x0 * scale + ref = the latents
         }

@@ -1,4 +1,4 @@
-"""Face measurements from 478-point landmarks (N, 478, 2): mouth opening and an identity-shape descriptor.
+"""Identity measures from 478-point landmarks (N, 478, 2) and images (the mouth opening is ``infp.face.landmarks``'s).
 
 Identity by face *shape* needs no network: distances between rigid landmarks (eye corners, nose, cheeks,
 forehead) normalised by the eye distance. They barely move with expression but differ between people; a
@@ -13,22 +13,9 @@ import itertools
 
 import numpy as np
 
-# subject's right/left outer and inner eye corners, nose tip, nose bridge, cheek sides, forehead, subnasal
-RIGID = (33, 133, 362, 263, 1, 168, 234, 454, 10, 2)
+from infp.face.landmarks import RIGID, interocular, mouth_opening  # noqa: F401  (mouth_opening: re-exported)
+
 _PAIRS = list(itertools.combinations(range(len(RIGID)), 2))
-UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
-EYE_OUTER = (33, 263)
-
-
-def interocular(landmarks: np.ndarray) -> np.ndarray:
-    """Distance between the outer eye corners: (..., 478, 2) -> (...)."""
-    return np.linalg.norm(landmarks[..., EYE_OUTER[0], :] - landmarks[..., EYE_OUTER[1], :], axis=-1)
-
-
-def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
-    """Inner-lip gap over eye distance: (..., 478, 2) -> (...); about 0 closed, 0.3+ wide open."""
-    gap = np.linalg.norm(landmarks[..., UPPER_INNER_LIP, :] - landmarks[..., LOWER_INNER_LIP, :], axis=-1)
-    return gap / np.maximum(interocular(landmarks), 1e-6)
 
 
 def shape_descriptor(landmarks: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """A linear read-out of mouth opening from stage-1 motion latents, fitted on a corpus.
 
 Used to measure generated motion without rendering: ridge regression of the landmark mouth opening
-(see ``face_metrics.mouth_opening``) on the clip latents of ``infp extract-motion``.
+(see ``infp.face.landmarks.mouth_opening``) on the clip latents of ``infp extract-motion``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from infp.data.clips import ClipIndex
-from infp.eval.face_metrics import mouth_opening
+from infp.face.landmarks import mouth_opening
 
 
 @dataclass

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:
-    from infp.face.detect import Face
+
+class HasLandmarks(Protocol):
+    """Anything with (N, 2) image-point ``landmarks``, such as ``infp.face.detect.Face``."""
+
+    landmarks: np.ndarray
 
 DEFAULT_SCALE = 1.8
 """Crop side in units of the landmark extent's longest side."""
@@ -49,7 +52,7 @@ class CropBox:
 
 
 def crop_box_from_face(
-    face_or_landmarks: Face | np.ndarray, scale: float = DEFAULT_SCALE, shift: float = DEFAULT_SHIFT
+    face_or_landmarks: HasLandmarks | np.ndarray, scale: float = DEFAULT_SCALE, shift: float = DEFAULT_SHIFT
 ) -> CropBox:
     """Square crop around a face (a ``Face`` or (N, 2) landmarks).
 

@@ -16,11 +16,9 @@ import numpy as np
 
 from infp.errors import InfpError, NoFaceError
 from infp.face.crop import CropBox, crop, invert_affine, transform_points
+from infp.face.landmarks import NUM_LANDMARKS
 
 log = logging.getLogger(__name__)
-
-NUM_LANDMARKS = 478
-"""Face-mesh points per face (468 mesh + 10 iris, mediapipe ``refine_landmarks=True`` topology)."""
 
 DETECT_MAX_SIDE = 1280
 """Images whose longest side exceeds this are downscaled for detection (coordinates are mapped back)."""

@@ -1,8 +1,5 @@
 """Face-region masks from (478, 2) landmarks: (H, W) float32 masks and the (S, S, 3) uint8 eyes+lips motion input."""
 
-# Index lists follow mediapipe's face mesh; LEFT/RIGHT are the subject's own sides (LEFT_EYE is on the
-# image's right in an unmirrored photo). Contours are ordered so they can be drawn as closed polygons.
-
 from __future__ import annotations
 
 from typing import Iterable
@@ -10,33 +7,23 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-LIPS = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185]
-"""Outer lip contour (mediapipe FACEMESH_LIPS outer ring), starting at the right mouth corner."""
-
-INNER_LIPS = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191]
-"""Inner lip contour (the mouth opening)."""
-
-LEFT_EYE = [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466]
-RIGHT_EYE = [33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246]
-
-LEFT_EYEBROW = [276, 283, 282, 295, 285, 336, 296, 334, 293, 300]
-RIGHT_EYEBROW = [46, 53, 52, 65, 55, 107, 66, 105, 63, 70]
-
-FACE_OVAL = [
-    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
-]
-"""Face outline, clockwise in the image from the forehead top (10) via the chin (152)."""
-
-LEFT_IRIS = [474, 475, 476, 477]
-RIGHT_IRIS = [469, 470, 471, 472]
-LEFT_IRIS_CENTER = 473
-RIGHT_IRIS_CENTER = 468
-
-NOSE_TIP = 1
-FOREHEAD = 151
-LEFT_CHEEK = 425
-RIGHT_CHEEK = 205
+from infp.face.landmarks import (  # noqa: F401  (re-exported: the mask regions are named by these)
+    FACE_OVAL,
+    FOREHEAD,
+    INNER_LIPS,
+    LEFT_CHEEK,
+    LEFT_EYE,
+    LEFT_EYEBROW,
+    LEFT_IRIS,
+    LEFT_IRIS_CENTER,
+    LIPS,
+    NOSE_TIP,
+    RIGHT_CHEEK,
+    RIGHT_EYE,
+    RIGHT_EYEBROW,
+    RIGHT_IRIS,
+    RIGHT_IRIS_CENTER,
+)
 
 REGIONS: dict[str, tuple[list[int], ...]] = {
     "eyes": (LEFT_EYE, RIGHT_EYE),

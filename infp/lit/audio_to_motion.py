@@ -57,10 +57,10 @@ class AudioToMotion(pl.LightningModule):
         from infp.models.keypoints import N_LIP_KEYPOINTS
 
         scale = self.net.motion_scale
-        ref = batch["ref"][:, None]
+        rest = batch["rest"][:, None]
 
         def lips(x0: torch.Tensor) -> torch.Tensor:  # lip shape: keypoints about their centre (no head motion)
-            kp = self.lip_decoder((x0 * scale + ref).flatten(0, 1))[:, :N_LIP_KEYPOINTS]
+            kp = self.lip_decoder((x0 * scale + rest).flatten(0, 1))[:, :N_LIP_KEYPOINTS]
             return kp - kp.mean(dim=1, keepdim=True)
 
         kp_pred = lips(x0_pred)
@@ -82,12 +82,14 @@ class AudioToMotion(pl.LightningModule):
             self.net.motion_scale.copy_(torch.as_tensor(dm.scale))
 
     def loss(self, batch: dict[str, torch.Tensor], t: torch.Tensor, noise: torch.Tensor,
-             drop_cond: torch.Tensor, has_prev: torch.Tensor) -> torch.Tensor:
+             drop_cond: torch.Tensor, has_prev: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training objective and its parts: (total, {"diffusion": ..., "lips": ...}); the parts are
+        empty without the lip loss (the total is then the diffusion loss)."""
         net = self.net
         x_t, v = self.schedule.add_noise(batch["x0"], t, noise)
         a_self, a_other = net.audio_features(batch["self_audio"], batch["other_audio"])
         n = net.context + net.window
-        style = net.style(batch["neutral"], batch["spread"])
+        style = net.style(batch["rest"], batch["spread"])
         guide = net.guide(a_self[:, -n:], a_other[:, -n:], style)
         pred = net.denoise(x_t, t, batch["prev"], has_prev, guide, style, drop_cond)
         loss = F.mse_loss(pred, v)

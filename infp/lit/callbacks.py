@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 log = logging.getLogger(__name__)
@@ -37,21 +37,45 @@ class ExportPretrained(pl.Callback):
         log.info("exported %s", self.folder)
 
 
-class LastCheckpoint(ModelCheckpoint):
+class LastCheckpoint(pl.Callback):
     """``<dirpath>/last.ckpt`` every ``every_n_train_steps`` optimizer steps and when fitting ends.
 
     This is what a rerun of the same command resumes from (``resume: true``), so the steps lost to a crash
-    are at most ``every_n_train_steps``. It is always overwritten in place (no ``last-v1.ckpt``), and a
-    finished run's file holds the final step, so rerunning a finished run trains no further.
+    are at most ``every_n_train_steps``. It is written to a temporary file and renamed, so a kill during
+    the write leaves the previous one intact; it is always overwritten in place (no ``last-v1.ckpt``), and
+    a finished run's file holds the final step, so rerunning a finished run trains no further.
+    Only public Trainer API is used (``save_checkpoint``, ``global_step``, ``strategy.barrier``).
     """
 
     def __init__(self, dirpath: str | Path, every_n_train_steps: int = 250) -> None:
-        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, monitor=None,
-                         every_n_train_steps=every_n_train_steps, enable_version_counter=False)
+        self.dirpath = Path(dirpath)
+        self.every_n_train_steps = every_n_train_steps
+        self._saved_at: int | None = None  # global step of the last save by this process
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        tmp = self.dirpath / ".last.ckpt.partial"
+        trainer.save_checkpoint(tmp)  # every rank takes part; rank zero writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        trainer.strategy.barrier("LastCheckpoint")
+        self._saved_at = trainer.global_step
+
+    def _may_save(self, trainer: pl.Trainer) -> bool:
+        return (trainer.global_step > 0 and trainer.global_step != self._saved_at and not trainer.fast_dev_run
+                and not trainer.sanity_checking)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        every = self.every_n_train_steps
+        if every and trainer.global_step % every == 0 and self._may_save(trainer):
+            self._save(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step > 0 and trainer.global_step != self._last_global_step_saved and not trainer.fast_dev_run:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self._may_save(trainer):
+            self._save(trainer)
 
 
 class RewindLogsOnResume(pl.Callback):

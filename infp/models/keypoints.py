@@ -14,12 +14,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from infp.face.masks import FACE_OVAL, INNER_LIPS, LEFT_EYE, LEFT_EYEBROW, LIPS, RIGHT_EYE, RIGHT_EYEBROW
+from infp.face.landmarks import (
+    FACE_OVAL,
+    INNER_LIPS,
+    LEFT_EYE,
+    LEFT_EYE_OUTER,
+    LEFT_EYEBROW,
+    LEFT_IRIS_CENTER,
+    LIPS,
+    LOWER_INNER_LIP,
+    NOSE_TIP,
+    RIGHT_EYE,
+    RIGHT_EYE_OUTER,
+    RIGHT_EYEBROW,
+    RIGHT_IRIS_CENTER,
+    UPPER_INNER_LIP,
+)
 from infp.modules.warp import identity_grid
 
 KEYPOINTS: list[int] = (
     LIPS + INNER_LIPS + LEFT_EYE[::2] + RIGHT_EYE[::2] + LEFT_EYEBROW[::2] + RIGHT_EYEBROW[::2]
-    + [468, 473, 1] + FACE_OVAL[::3]
+    + [RIGHT_IRIS_CENTER, LEFT_IRIS_CENTER, NOSE_TIP] + FACE_OVAL[::3]
 )
 """Face-mesh indices of the supervised keypoints: both lip contours in full, every other eye and brow
 point, the iris centres, nose tip and a third of the outline with the chin (81 points)."""
@@ -31,9 +46,9 @@ N_LIP_KEYPOINTS = len(LIPS) + len(INNER_LIPS)
 
 def keypoint_mouth_opening(kp: torch.Tensor) -> torch.Tensor:
     """Inner-lip gap over outer-eye distance from decoded keypoints (..., K, 2) -> (...), as
-    ``infp.eval.face_metrics.mouth_opening`` measures it on face-mesh landmarks."""
-    gap = (kp[..., KEYPOINTS.index(13), :] - kp[..., KEYPOINTS.index(14), :]).norm(dim=-1)
-    eyes = (kp[..., KEYPOINTS.index(33), :] - kp[..., KEYPOINTS.index(263), :]).norm(dim=-1)
+    ``infp.face.landmarks.mouth_opening`` measures it on face-mesh landmarks."""
+    gap = (kp[..., KEYPOINTS.index(UPPER_INNER_LIP), :] - kp[..., KEYPOINTS.index(LOWER_INNER_LIP), :]).norm(dim=-1)
+    eyes = (kp[..., KEYPOINTS.index(RIGHT_EYE_OUTER), :] - kp[..., KEYPOINTS.index(LEFT_EYE_OUTER), :]).norm(dim=-1)
     return gap / eyes.clamp_min(1e-6)
 
 

@@ -71,7 +71,7 @@ def test_sample_corpus_is_consistent(sample_corpus):
 
 def test_dubbed_speech_lies_where_the_mouth_moves(sample_corpus):
     """A face that talks without its voice gets speech on self where its lips move, the partner elsewhere."""
-    from infp.eval.face_metrics import mouth_opening
+    from infp.face.landmarks import mouth_opening
 
     dubbed = [d for d in (sample_corpus / "clips").iterdir() if d.name.startswith("dub_")]
     assert dubbed

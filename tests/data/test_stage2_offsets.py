@@ -3,7 +3,7 @@
 import numpy as np
 
 from infp.data.stage2 import REST_SHARE, DyadicMotionWindows, rest_latent
-from infp.eval.face_metrics import mouth_opening
+from infp.face.landmarks import mouth_opening
 
 KW = dict(window=4, context=16, audio_context=17)
 
@@ -41,7 +41,7 @@ def test_talking_is_a_positive_mouth_offset_and_listening_is_not(sample_corpus, 
             talk.append(mouth)
         elif other > 0.01 and own < 0.005:
             listen.append(mouth)
-        np.testing.assert_allclose(item["x0"].numpy() * ds.scale + item["ref"].numpy(),
+        np.testing.assert_allclose(item["x0"].numpy() * ds.scale + item["rest"].numpy(),
                                    np.load(tmp_path / f"{ds.fixed_window(i)[0]}.npy")[ds.fixed_window(i)[1]:][:4], atol=1e-5)
     assert len(talk) >= 5 and len(listen) >= 5
     assert np.mean(talk) > 0.05 and np.mean(talk) > 2 * max(np.mean(listen), 0.01)

@@ -1,7 +1,7 @@
 import numpy as np
 
 from infp.eval.dialogue import DURATION, SCHEDULE, compose
-from infp.eval.face_metrics import mouth_opening
+from infp.face.landmarks import mouth_opening
 from infp.eval.mouth_probe import fit_mouth_probe
 from infp.audio.vad import frame_speech_prob
 

@@ -115,7 +115,7 @@ def test_keypoints_of_real_landmarks_and_their_sparse_motion(samples):
     assert flow[0, 1, y, x] < -0.05 and abs(float(flow[0, 0, y, x])) < 0.02
     assert flow[0, :, 2, 2].abs().max() < 1e-6  # far from the face nothing moves
     # the mouth opening read from keypoints is the landmark one
-    from infp.eval.face_metrics import mouth_opening
+    from infp.face.landmarks import mouth_opening
     from infp.models.keypoints import keypoint_mouth_opening
 
     assert float(keypoint_mouth_opening(kp_t)[0]) == pytest.approx(float(mouth_opening(pt.landmarks)), rel=1e-4)
