@@ -36,7 +36,7 @@ from aiohttp import WSMsgType, hdrs, web
 
 from infp.constants import FPS, SAMPLE_RATE
 from infp.demo.live import MAX_AGENT_QUEUE_S, LiveSession, ladder, portraits_for, warm_up
-from infp.demo.messages import AGENT, MAX_TTS_CHARS, PAGE, VOICE_PATTERN, MessageError, parse
+from infp.demo.messages import AGENT, MAX_TTS_CHARS, PAGE, VOICE_PATTERN, parse
 from infp.errors import InfpError, MediaError
 from infp.pipelines.streaming import StreamFrame
 
