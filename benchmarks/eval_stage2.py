@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from infp.audio.vad import frame_speech_prob
+from infp.constants import SPEECH_THRESHOLD
 from infp.eval.dialogue import compose
 from infp.face.landmarks import mouth_opening
 from infp.eval.mouth_probe import fit_mouth_probe
@@ -34,7 +35,7 @@ from infp.pipelines.render import Pipeline, RenderSettings
 
 
 def _masks(own: np.ndarray, other: np.ndarray) -> dict[str, np.ndarray]:
-    vad = frame_speech_prob(np.stack([own, other])) > 0.5
+    vad = frame_speech_prob(np.stack([own, other])) > SPEECH_THRESHOLD
     return {"self_only": vad[:, 0] & ~vad[:, 1], "other_only": vad[:, 1] & ~vad[:, 0],
             "overlap": vad[:, 0] & vad[:, 1], "silence": ~vad[:, 0] & ~vad[:, 1]}
 

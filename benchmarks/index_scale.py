@@ -17,9 +17,10 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from infp.audio.features import AudioEncoder
 from infp.data.clips import ClipIndex
 from infp.data.datamodules import DyadicMotionData, HeadImitationData
-from infp.data.synthetic import write_index, write_stage2_clips
+from infp.data.synthetic import write_synthetic_index, write_stage2_clips
 
 
 def timed(label: str, fn):
@@ -52,7 +53,7 @@ def main() -> None:
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="infp_index_scale_"))
     try:
         t = time.perf_counter()
-        rows = write_index(root, args.clips)
+        rows = write_synthetic_index(root, args.clips)
         print(f"{'write index.jsonl (' + str(args.clips) + ' clips)':<48} {time.perf_counter() - t:8.2f} s   "
               f"{(root / 'index.jsonl').stat().st_size / 2**20:8.1f} MB on disk")
         index = timed("ClipIndex(root)", lambda: ClipIndex(root))
@@ -69,13 +70,14 @@ def main() -> None:
         write_stage2_clips(root, rows, motion_dim=args.motion_dim, audio=False)
         print(f"{'write motion/ (' + str(args.clips) + ' latent files)':<48} {time.perf_counter() - t:8.2f} s")
         dm2 = timed("stage 2: DyadicMotionData.setup()", lambda: setup(DyadicMotionData(
-            root, batch_size=256, samples_per_epoch=1_000_000, val_windows_per_clip=16, stats_clips=args.stats_clips)))
-        ds = dm2.train_set("all")
+            root, batch_size=256, samples_per_epoch=1_000_000, val_windows_per_clip=16, stats_clips=args.stats_clips,
+            audio_context=AudioEncoder().context_frames)))
+        ds = dm2.train_subset("all")
         print(f"    train: {len(ds.ids)} clips with latents (D={dm2.motion_dim}), {len(ds)} windows per epoch; "
               f"val: {len(dm2.val_set.ids)} clips, {len(dm2.val_set)} fixed windows; "
               f"latents open: {len(ds._open)}")
         timed("stage 2: one-sided subset (warm-up epochs)",
-              lambda: (dm2._train_sets.pop("one_sided", None), dm2.train_set("one_sided"))[1])
+              lambda: (dm2._train_sets.pop("one_sided", None), dm2.train_subset("one_sided"))[1])
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

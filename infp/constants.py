@@ -11,3 +11,6 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 
 VAD_CHUNK = 512
 """Samples per silero-VAD step at 16 kHz (32 ms)."""
+
+SPEECH_THRESHOLD = 0.5
+"""A frame has speech when its VAD probability exceeds this (clip statistics, overlay, speaking/listening state)."""

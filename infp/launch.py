@@ -172,6 +172,14 @@ def _ddp_relaunch_as_single_run() -> Iterator[None]:
         sys.argv = argv
 
 
+def _fill_from_model(datamodule, model) -> None:
+    """Data settings that are facts of the model, taken from it when the config leaves them null: the
+    past audio a stage-2 window carries is what the audio encoder's receptive field needs."""
+    net = getattr(model, "net", None)
+    if getattr(datamodule, "audio_context", 0) is None and net is not None:
+        datamodule.audio_context = int(net.audio_context)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured LightningModule; returns the final metrics (also written to metrics.json).
 
@@ -194,6 +202,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # with torch.load(weights_only=True), which Lightning uses to resume
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    _fill_from_model(datamodule, model)
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from infp.data.synthetic import write_index
+from infp.data.synthetic import write_synthetic_index
 from infp.launch import MissingDataError, check_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,13 +60,13 @@ def _data(root, **kw):
 
 def test_check_data_cases(tmp_path):
     corpus = tmp_path / "corpus"
-    rows = write_index(corpus, 40, val_share=0.3)
+    rows = write_synthetic_index(corpus, 40, val_share=0.3)
     check_data(_data(corpus))  # stage 1: train and val clips
     with pytest.raises(MissingDataError, match=r"no clip corpus here \(the folder has no index.jsonl\)"):
         (tmp_path / "other").mkdir()
         (tmp_path / "other" / "x.txt").write_text("")
         check_data(_data(tmp_path / "other"))
-    write_index(tmp_path / "train_only", 4, val_share=0.0)
+    write_synthetic_index(tmp_path / "train_only", 4, val_share=0.0)
     with pytest.raises(MissingDataError, match=r"no 'val' clips .* give some recordings `split: val`"):
         check_data(_data(tmp_path / "train_only"))
     with pytest.raises(MissingDataError) as e:  # stage 2 on a corpus without latents

@@ -56,14 +56,18 @@ class HeadImitationData(pl.LightningDataModule):
 
 
 class DyadicMotionData(pl.LightningDataModule):
-    """Stage-2 windows; the first ``warmup_epochs`` epochs use only one-sided clips (one channel speaks)."""
+    """Stage-2 windows; the first ``warmup_epochs`` epochs use only one-sided clips (one channel speaks).
+
+    ``audio_context`` (video frames of past audio each window carries) is a property of the model's audio
+    encoder (``AudioToMotionNet.audio_context``): left at None, the training entry sets it from the model.
+    """
 
     def __init__(
         self,
         root: str | Path,
         window: int = 4,
         context: int = 16,
-        audio_context: int = 17,
+        audio_context: int | None = None,
         motion_dir: str | Path | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
@@ -74,7 +78,8 @@ class DyadicMotionData(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.root = Path(root)
-        self.kw = dict(window=window, context=context, audio_context=audio_context, motion_dir=motion_dir)
+        self.window, self.context, self.audio_context = window, context, audio_context
+        self.motion_dir = motion_dir
         self.batch_size, self.num_workers = batch_size, num_workers
         self.samples_per_epoch, self.val_windows_per_clip = samples_per_epoch, val_windows_per_clip
         self.warmup_epochs = warmup_epochs
@@ -85,27 +90,36 @@ class DyadicMotionData(pl.LightningDataModule):
         self._train_index = None
         self._train_sets: dict = {}
 
+    def _layout(self) -> dict:
+        """The window layout every dataset of this module shares."""
+        if self.audio_context is None:
+            raise ValueError("DyadicMotionData.audio_context is not set: give the model's "
+                             "AudioToMotionNet.audio_context (the training entry does)")
+        return dict(window=self.window, context=self.context, audio_context=self.audio_context,
+                    motion_dir=self.motion_dir)
+
     def setup(self, stage: str | None = None) -> None:
         """Reads the index and the latents of at most ``stats_clips`` clips; the rest is read when sampled."""
         from infp.data.clips import ClipIndex
         from infp.data.stage2 import ALL, DyadicMotionWindows
 
         if self.scale is None:
-            self._train_index = ClipIndex(self.root, "train", min_frames=self.kw["window"] + 1)
+            self._train_index = ClipIndex(self.root, "train", min_frames=self.window + 1)
             full = DyadicMotionWindows(self.root, "train", samples_per_epoch=self.samples_per_epoch, subset=ALL,
-                                       stats_clips=self.stats_clips, index=self._train_index, **self.kw)
+                                       stats_clips=self.stats_clips, index=self._train_index, **self._layout())
             self.scale, self.motion_dim = full.scale, full.motion_dim
             self._train_sets = {ALL: full}
             self.val_set = DyadicMotionWindows(self.root, "val", scale=self.scale,
-                                               fixed_windows_per_clip=self.val_windows_per_clip, **self.kw)
+                                               fixed_windows_per_clip=self.val_windows_per_clip, **self._layout())
 
-    def train_set(self, subset: str):
+    def train_subset(self, subset: str):
+        """The training windows of ``subset`` (``ALL`` or ``ONE_SIDED`` clips), built once."""
         from infp.data.stage2 import DyadicMotionWindows
 
         if subset not in self._train_sets:
             self._train_sets[subset] = DyadicMotionWindows(self.root, "train", scale=self.scale, subset=subset,
                                                            samples_per_epoch=self.samples_per_epoch,
-                                                           index=self._train_index, **self.kw)
+                                                           index=self._train_index, **self._layout())
         return self._train_sets[subset]
 
     def train_dataloader(self) -> DataLoader:
@@ -113,7 +127,7 @@ class DyadicMotionData(pl.LightningDataModule):
 
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         subset = ONE_SIDED if epoch < self.warmup_epochs else ALL
-        return DataLoader(self.train_set(subset), batch_size=self.batch_size, shuffle=True,
+        return DataLoader(self.train_subset(subset), batch_size=self.batch_size, shuffle=True,
                           num_workers=self.num_workers, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -23,9 +23,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD
 from infp.data.manifest import Party, Recording, load_manifest
 from infp.errors import InfpError, MediaError
+from infp.face.landmarks import NUM_LANDMARKS
 from infp.io import (
     VideoWriter,
     atomic_dir,
@@ -45,8 +46,7 @@ CLIPS_DIR = "clips"
 RECORDINGS_DIR = "recordings"
 WORK_DIR = ".work"
 LOG_FILE = "prepare_log.jsonl"
-N_LANDMARKS = 478
-CLIP_GOP = 25  # one key frame a second: cheap random access to clip frames during training
+CLIP_GOP = FPS  # one key frame a second: cheap random access to clip frames during training
 
 
 @dataclass
@@ -162,7 +162,7 @@ def track_faces(
 
     store = {
         p.name: np.lib.format.open_memmap(work / f"landmarks_{p.name}.npy", mode="w+", dtype=np.float32,
-                                          shape=(capacity, N_LANDMARKS, 2))
+                                          shape=(capacity, NUM_LANDMARKS, 2))
         for p in parties
     }
     for arr in store.values():
@@ -184,7 +184,7 @@ def track_faces(
                     face = choose_face(faces, p.face_index)
                 except InfpError:
                     continue
-                store[p.name][t] = face.landmarks[:N_LANDMARKS] + np.array([x0, y0], dtype=np.float32)
+                store[p.name][t] = face.landmarks[:NUM_LANDMARKS] + np.array([x0, y0], dtype=np.float32)
             n = t + 1
             if on_frame is not None:
                 on_frame()
@@ -356,7 +356,7 @@ def _finish_clip(rec, cfg, split, pl, data, landmarks, crop_matrix, CropBox, tra
     np.save(pl.tmp / "vad.npy", vad.astype(np.float16))
     boxes = data["boxes"][a:b].astype(np.float32)
     np.save(pl.tmp / "boxes.npy", boxes)
-    lm = np.full((b - a, N_LANDMARKS, 2), np.nan, dtype=np.float32)
+    lm = np.full((b - a, NUM_LANDMARKS, 2), np.nan, dtype=np.float32)
     for i, t in enumerate(range(a, b)):
         if data["found"][t]:
             m = crop_matrix(CropBox(*map(float, boxes[i])), cfg.size)
@@ -378,8 +378,8 @@ def _finish_clip(rec, cfg, split, pl, data, landmarks, crop_matrix, CropBox, tra
         "start_frame": a,
         "start_time": a / FPS,
         "face_ratio": round(pl.face_ratio, 4),
-        "self_speech": round(float((vad[:, 0] > 0.5).mean()), 4),
-        "other_speech": round(float((vad[:, 1] > 0.5).mean()), 4),
+        "self_speech": round(float((vad[:, 0] > SPEECH_THRESHOLD).mean()), 4),
+        "other_speech": round(float((vad[:, 1] > SPEECH_THRESHOLD).mean()), 4),
         "self_voice": bool(p.self_voice),
         "partners": [q.name for q in rec.parties if q.name != p.name],
         "source_video": str(rec.video),

@@ -240,25 +240,25 @@ def compose_recordings(media: Path, raw: Path, catalog: Catalog | None = None) -
     pool = VoicePool(media, catalog.voices)
     recs: list[dict] = []
 
-    def rel(p: Path) -> str:
+    def absolute(p: Path) -> str:  # the manifest lies in raw/, the media elsewhere
         return str(Path(p).resolve())
 
     for name, f in catalog.speakers.items():
         own = to_mono(read_audio(media / f))
         partner = partner_in_pauses(own, pool)
         write_wav(raw / f"talk_{name}_partner.wav", partner)
-        recs.append({"id": f"talk_{name}", "video": rel(media / f), "meta": {"kind": "speaker+partner"},
+        recs.append({"id": f"talk_{name}", "video": absolute(media / f), "meta": {"kind": "speaker+partner"},
                      "parties": [{"name": "a", "audio": "video"},
                                  {"name": "b", "audio": f"talk_{name}_partner.wav", "face": False}]})
         pool.next_voice()
     for name, f in catalog.listeners.items():
         dur = video_info(media / f).duration or 0.0
         write_wav(raw / f"listen_{name}_partner.wav", pool.take(int(dur * SAMPLE_RATE)))
-        recs.append({"id": f"listen_{name}", "video": rel(media / f), "meta": {"kind": "listener+partner"},
+        recs.append({"id": f"listen_{name}", "video": absolute(media / f), "meta": {"kind": "listener+partner"},
                      "parties": [{"name": "a", "audio": None},
                                  {"name": "b", "audio": f"listen_{name}_partner.wav", "face": False}]})
     for name, f in catalog.single.items():
-        recs.append({"id": f"solo_{name}", "video": rel(media / f), "meta": {"kind": "single speaker"},
+        recs.append({"id": f"solo_{name}", "video": absolute(media / f), "meta": {"kind": "single speaker"},
                      "parties": [{"name": "a", "audio": "video"}]})
     dub_voices = VoicePool(media, catalog.voices, speech_only)
     dub_voices.i = len(dub_voices.tracks) // 2  # not the voice the partner pool is on
@@ -268,7 +268,7 @@ def compose_recordings(media: Path, raw: Path, catalog: Catalog | None = None) -
         own, partner, talk = dub_talking_face(face_mouth_opening(media / f), dub_voices, pool)
         write_wav(raw / f"dub_{name}_self.wav", own)
         write_wav(raw / f"dub_{name}_partner.wav", partner)
-        recs.append({"id": f"dub_{name}", "video": rel(media / f),
+        recs.append({"id": f"dub_{name}", "video": absolute(media / f),
                      "meta": {"kind": "talks without its voice; dubbed where the mouth moves",
                               "talking_fraction": round(float(talk.mean()), 3)},
                      "parties": [{"name": "a", "audio": f"dub_{name}_self.wav"},

@@ -1,6 +1,6 @@
 """Synthetic corpora in the clip format, for scale benchmarks and tests of the data layer.
 
-``write_index`` writes only ``index.jsonl`` (no clip folders): enough to open a ``ClipIndex`` and to set
+``write_synthetic_index`` writes only ``index.jsonl`` (no clip folders): enough to open a ``ClipIndex`` and to set
 up the data modules, which read no clip folder. ``write_stage2_clips`` adds what stage-2 windows read:
 latents in ``motion/`` and the two audio channels of each clip (random, not speech).
 """
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from infp.constants import SAMPLES_PER_FRAME
+from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 
-def write_index(root: str | Path, n_clips: int, val_share: float = 0.05, seed: int = 0,
+def write_synthetic_index(root: str | Path, n_clips: int, val_share: float = 0.05, seed: int = 0,
                 frames: tuple[int, int] = (50, 500)) -> list[dict]:
     """``root/index.jsonl`` with ``n_clips`` entries (two parties per recording; ``val_share`` of the
     recordings in the val split; one-sided and dyadic clips); returns the rows."""
@@ -54,5 +54,5 @@ def write_stage2_clips(root: str | Path, rows: list[dict], motion_dim: int = 8, 
             d = root / "clips" / r["id"]
             d.mkdir(parents=True, exist_ok=True)
             for name in ("self.wav", "other.wav"):
-                sf.write(str(d / name), (rng.normal(0, 0.05, t * SAMPLES_PER_FRAME)).astype(np.float32), 16000)
+                sf.write(str(d / name), (rng.normal(0, 0.05, t * SAMPLES_PER_FRAME)).astype(np.float32), SAMPLE_RATE)
     return out

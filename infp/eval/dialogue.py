@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from infp.audio.vad import frame_speech_prob
-from infp.constants import SAMPLE_RATE
+from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD
 from infp.io import read_audio
 
 # (channel, start s, end s): 0 = self, 1 = other
@@ -22,7 +22,7 @@ def compose(self_voice: Path, other_voice: Path) -> tuple[np.ndarray, np.ndarray
     speech = []
     for src in sources:  # keep only speech frames, so every excerpt is talking
         prob = frame_speech_prob(src)[:, 0]
-        keep = np.repeat(prob > 0.5, 640)[: len(src)]
+        keep = np.repeat(prob > SPEECH_THRESHOLD, SAMPLES_PER_FRAME)[: len(src)]
         speech.append(src[: len(keep)][keep])
     pos = [0, 0]
     for ch, a, b in SCHEDULE:

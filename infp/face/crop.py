@@ -13,6 +13,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from infp.constants import FPS
+
 
 class HasLandmarks(Protocol):
     """Anything with (N, 2) image-point ``landmarks``, such as ``infp.face.detect.Face``."""
@@ -149,7 +151,7 @@ def _fill_gaps(values: np.ndarray, missing: np.ndarray, max_gap: int) -> np.ndar
     return still
 
 
-def smooth_boxes(boxes: np.ndarray, sigma: float = 2.0, max_gap: int = 25) -> tuple[np.ndarray, np.ndarray]:
+def smooth_boxes(boxes: np.ndarray, sigma: float = 2.0, max_gap: int = FPS) -> tuple[np.ndarray, np.ndarray]:
     """Fill short gaps and smooth a per-frame track of crop boxes.
 
     ``boxes`` (T, 3) ``[cx, cy, size]`` with NaN rows where no face was found. Gaps of up to ``max_gap``
@@ -214,8 +216,8 @@ class BoxSmoother:
     ``min_cutoff`` (Hz) sets the smoothing of a still face, ``beta`` how fast it opens up on motion.
     """
 
-    def __init__(self, fps: float = 25.0, min_cutoff: float = 0.8, beta: float = 4.0,
-                 d_cutoff: float = 1.0, max_gap: int = 25) -> None:
+    def __init__(self, fps: float = FPS, min_cutoff: float = 0.8, beta: float = 4.0,
+                 d_cutoff: float = 1.0, max_gap: int = FPS) -> None:
         self.fps = fps
         self.max_gap = max_gap
         self._filter = _OneEuro(fps, min_cutoff, beta, d_cutoff)

@@ -71,11 +71,12 @@ class AudioToMotion(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and getattr(dm, "kw", {}).get("audio_context", self.net.audio_context) != self.net.audio_context:
-            raise ValueError(f"data.audio_context must be {self.net.audio_context} for this audio encoder")
+        context = getattr(dm, "audio_context", None)
+        if context is not None and context != self.net.audio_context:
+            raise ValueError(f"data.audio_context must be {self.net.audio_context} for this audio encoder (or null)")
         dim = getattr(dm, "motion_dim", None)
         if dim is not None and dim != self.net.motion_dim:
-            folder = dm.kw.get("motion_dir") or Path(dm.root) / "motion"
+            folder = dm.motion_dir or Path(dm.root) / "motion"
             raise ValueError(f"the motion latents in {folder} have {dim} dimensions but model.motion_dim is "
                              f"{self.net.motion_dim}: train with model.motion_dim={dim} (the stage-1 encoder's size)")
         if dm is not None and getattr(dm, "scale", None) is not None:

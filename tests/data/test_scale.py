@@ -11,14 +11,14 @@ from infp.data import sampling
 from infp.data.clips import ClipIndex
 from infp.data.datamodules import DyadicMotionData, HeadImitationData
 from infp.data.stage2 import ALL, ONE_SIDED, DyadicMotionWindows, motion_stats, stats_subset
-from infp.data.synthetic import write_index, write_stage2_clips
+from infp.data.synthetic import write_synthetic_index, write_stage2_clips
 from infp.errors import InfpError
 
 KW = dict(window=4, context=16, audio_context=17)
 
 
 def test_index_of_20k_clips_opens_without_touching_clip_folders(tmp_path):
-    rows = write_index(tmp_path, 20_000)
+    rows = write_synthetic_index(tmp_path, 20_000)
     index = ClipIndex(tmp_path)
     assert len(index) == 20_000 and index[123].id == rows[123]["id"]
     assert index.n_frames.tolist() == [r["n_frames"] for r in rows]
@@ -37,7 +37,7 @@ def test_index_of_20k_clips_opens_without_touching_clip_folders(tmp_path):
 
 
 def test_a_broken_index_line_is_named(tmp_path):
-    write_index(tmp_path, 5)
+    write_synthetic_index(tmp_path, 5)
     with open(tmp_path / "index.jsonl", "a") as f:
         f.write('{"id": "x", "split": "train"}\n')
     with pytest.raises(InfpError, match="line 6"):
@@ -47,7 +47,7 @@ def test_a_broken_index_line_is_named(tmp_path):
 @pytest.fixture(scope="module")
 def stage2_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("s2corpus")
-    rows = write_index(root, 60, val_share=0.2, frames=(30, 60))
+    rows = write_synthetic_index(root, 60, val_share=0.2, frames=(30, 60))
     write_stage2_clips(root, rows, motion_dim=6)
     return root, rows
 
@@ -78,7 +78,7 @@ def test_stage2_module_reports_the_latent_size_and_skips_clips_without_latents(s
     root, rows = stage2_corpus
     dm = DyadicMotionData(root, batch_size=2, samples_per_epoch=8, val_windows_per_clip=2, stats_clips=10, **KW)
     dm.setup()
-    assert dm.motion_dim == 6 and dm.train_set(ALL) is dm.train_set(ALL)
+    assert dm.motion_dim == 6 and dm.train_subset(ALL) is dm.train_subset(ALL)
     missing = tmp_path / "motion_partial"
     missing.mkdir()
     kept = [r for r in rows if r["split"] == "train"][:5]
@@ -126,5 +126,5 @@ def test_distributed_sampler_gives_each_rank_distinct_indices(stage2_corpus):
 
 
 def test_synthetic_rows_roundtrip(tmp_path):
-    rows = write_index(tmp_path, 4)
+    rows = write_synthetic_index(tmp_path, 4)
     assert [json.loads(x) for x in (tmp_path / "index.jsonl").read_text().splitlines()] == rows

@@ -4,7 +4,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from infp.launch import train
+from infp.launch import _fill_from_model, train
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.head_imitation import HeadImitationNet
 from infp.pipelines.extract import extract_motion
@@ -46,13 +46,17 @@ def test_warm_up_uses_one_sided_clips_then_all(sample_corpus, motion_dir):
     cfg = _cfg(["experiment=stage2_debug", f"paths.corpus={sample_corpus}", f"data.motion_dir={motion_dir}",
                 "paths.output_dir=/tmp/unused"])
     dm = instantiate(cfg.data)
+    with pytest.raises(ValueError, match="audio_context is not set"):
+        dm.setup()  # a fact of the model: the training entry fills it in (launch._fill_from_model)
+    _fill_from_model(dm, instantiate(cfg.model))
+    assert dm.audio_context == instantiate(cfg.model).net.audio_context == 17
     dm.setup()
     warm = dm.train_dataloader().dataset
     dm.warmup_epochs = 0
     full = dm.train_dataloader().dataset
     assert set(warm.ids) < set(full.ids)
     batch = next(iter(dm.train_dataloader()))
-    n = cfg.data.context + cfg.data.audio_context + cfg.data.window
+    n = cfg.data.context + dm.audio_context + cfg.data.window
     assert batch["self_audio"].shape == (4, n * 640) and batch["x0"].shape == (4, cfg.data.window, 8)
 
 
@@ -70,6 +74,7 @@ def test_lip_loss_through_the_frozen_keypoint_decoder(sample_corpus, motion_dir,
                 "paths.output_dir=/tmp/unused", "model.w_lips=1.0", f"model.stage1_checkpoint={stage1_ckpt}"])
     model = instantiate(cfg.model)
     dm = instantiate(cfg.data)
+    _fill_from_model(dm, model)
     dm.setup()
     model.net.motion_scale.copy_(torch.as_tensor(dm.scale))
     batch = next(iter(dm.train_dataloader()))
