@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import Callable, NoReturn
 
 from infp.errors import InfpError
 
@@ -17,6 +20,76 @@ log = logging.getLogger("infp")
 def _quiet_native_logs() -> None:
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+# Numeric options are checked when the command line is parsed, so a typo fails in a second with one
+# line instead of after model loading, or worse, not at all (a NaN guidance scale renders black frames).
+# The render limits match RenderSettings (infp/pipelines/render.py), which checks them again for API callers.
+MAX_STEPS = 1000
+MAX_CFG_SCALE = 20.0
+MAX_SEED = 2**63 - 1
+MIN_CLIP_SECONDS = 2.0  # PrepareConfig.min_clip_seconds: a shorter segment is merged into its neighbour
+
+
+def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type`` for integers in [lo, hi] (None: unbounded)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            span = f">= {lo}" if hi is None else f"<= {hi}" if lo is None else f"in [{lo}, {hi}]"
+            raise argparse.ArgumentTypeError(f"must be an integer {span}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_range(1)
+nonneg_int = int_range(0)
+
+
+def finite_float(lo: float | None = None, hi: float | None = None, hi_open: bool = False) -> Callable[[str], float]:
+    """An argparse ``type`` for finite numbers in [lo, hi] (or [lo, hi) with ``hi_open``); NaN and inf are refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        above = hi is not None and (value >= hi if hi_open else value > hi)
+        if not math.isfinite(value) or (lo is not None and value < lo) or above:
+            low = "(-inf" if lo is None else f"[{lo:g}"
+            high = "inf)" if hi is None else f"{hi:g})" if hi_open else f"{hi:g}]"
+            raise argparse.ArgumentTypeError(f"must be a finite number in {low}, {high}, got {text}")
+        return value
+
+    return parse
+
+
+def clip_seconds(text: str) -> float:
+    """Segment length for ``prepare``: 0 (whole recordings) or at least MIN_CLIP_SECONDS."""
+    value = finite_float(0.0, 24 * 3600.0)(text)
+    if 0 < value < MIN_CLIP_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be 0 (whole recordings) or at least {MIN_CLIP_SECONDS:g} s, got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line with exit status 2; the usage block stays in ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: outputs in progress are removed on the way out."""
+
+
+def _on_sigterm(signum: int, frame) -> NoReturn:
+    raise Terminated()
 
 
 def _summary_lines(summary: dict) -> str:
@@ -84,6 +157,7 @@ def cmd_extract_motion(args: argparse.Namespace) -> int:
 def cmd_reenact(args: argparse.Namespace) -> int:
     from infp.pipelines.reenact import Stage1Runner, reenact
 
+    _check_output(args.out, args.checkpoint, stages=False, **{"--portrait": args.portrait, "--driving": args.driving})
     runner = Stage1Runner.from_pretrained(args.checkpoint or _default_checkpoint("stage1"), args.device, args.precision)
     out = reenact(runner, args.portrait, args.driving, args.out, relative=not args.absolute,
                   paste=args.paste_back, face_index=args.face_index, progress=not args.quiet)
@@ -101,8 +175,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise InfpError("give the conversation as --audio DIALOG.wav (stereo) or --self SELF.wav [--other OTHER.wav]")
     if args.audio is not None and (args.self_audio is not None or args.other_audio is not None):
         raise InfpError("give either --audio (stereo dialogue) or --self/--other, not both")
-    if args.out.suffix.lower() != ".mp4":
-        raise InfpError("output must be an .mp4 file", args.out)
+    _check_output(args.out, args.checkpoint, stages=True, **{"--portrait": args.portrait, "--audio": args.audio,
+                                                             "--self": args.self_audio, "--other": args.other_audio})
     if args.audio is not None:
         own, other = read_dialogue(args.audio, self_channel=args.self_channel)
         describe = {"audio": str(args.audio), "self_channel": args.self_channel}
@@ -140,8 +214,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             raise InfpError("--simulate needs the voices: --self AGENT.wav [--other USER.wav] or --audio DIALOG.wav")
         if args.audio is not None and (args.self_audio is not None or args.other_audio is not None):
             raise InfpError("give either --audio (stereo dialogue) or --self/--other, not both")
-        if args.record is not None and args.record.suffix.lower() != ".mp4":
-            raise InfpError("recording must be an .mp4 file", args.record)
+        if args.record is not None:
+            _check_output(args.record, args.checkpoint, stages=True, **{"--portrait": portrait, "--audio": args.audio,
+                                                                        "--self": args.self_audio, "--other": args.other_audio})
         if args.audio is not None:
             own, other = read_dialogue(args.audio, self_channel=args.self_channel)
         else:
@@ -187,6 +262,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output(out: Path, checkpoint: Path | None, stages: bool, **inputs: Path | None) -> None:
+    """Refuse an output that is not an .mp4, cannot be written, or is one of the inputs (checkpoint files included),
+    before any model is loaded."""
+    from infp.io.outputs import check_video_output, checkpoint_files
+    from infp.weights import weights_dir
+
+    folder = checkpoint if checkpoint is not None else (weights_dir() if stages else weights_dir() / "stage1")
+    check_video_output(out, {**inputs, "--checkpoint": checkpoint_files(folder)})
+
+
 def _default_checkpoint(stage: str) -> Path:
     from infp.weights import starter_checkpoint
 
@@ -196,7 +281,7 @@ def _default_checkpoint(stage: str) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     from infp import __version__
 
-    ap = argparse.ArgumentParser(prog="infp", description="Dyadic conversational heads: speak and listen from two audio channels.")
+    ap = _Parser(prog="infp", description="Dyadic conversational heads: speak and listen from two audio channels.")
     ap.add_argument("--version", action="version", version=f"infp {__version__}")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -205,10 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", type=Path, help="manifest .yaml/.json/.jsonl (see data/dyconv/README.md)")
     p.add_argument("out", type=Path, help="corpus folder (created; an existing one is resumed)")
     p.add_argument("--size", type=int, default=256, choices=(256, 512), help="face crop size")
-    p.add_argument("--clip-seconds", type=float, default=20.0, help="segment length (0: whole recording)")
-    p.add_argument("--min-face-ratio", type=float, default=0.5, help="skip clips with fewer face frames")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of recordings held out")
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="worker processes")
+    p.add_argument("--clip-seconds", type=clip_seconds, default=20.0, help="segment length (0: whole recording)")
+    p.add_argument("--min-face-ratio", type=finite_float(0.0, 1.0), default=0.5, help="skip clips with fewer face frames")
+    p.add_argument("--val-fraction", type=finite_float(0.0, 1.0, hi_open=True), default=0.1, help="share of recordings held out")
+    p.add_argument("--workers", type=positive_int, default=max(1, (os.cpu_count() or 2) - 1), help="worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare)
 
@@ -217,8 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="media folder (default: ../shared/data if present, else data/samples)")
     p.add_argument("--out", type=Path, default=Path("data/sample_corpus"))
     p.add_argument("--size", type=int, default=256, choices=(256, 512))
-    p.add_argument("--clip-seconds", type=float, default=10.0)
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--clip-seconds", type=clip_seconds, default=10.0)
+    p.add_argument("--workers", type=positive_int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sample_corpus)
 
@@ -231,10 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output .mp4 (settings go to OUT.json)")
     p.add_argument("--checkpoint", type=Path, default=None, help="folder with stage1/ and stage2/ (default: starter weights)")
     p.add_argument("--size", type=int, default=None, choices=(256, 512), help="output crop size (default: the checkpoint's)")
-    p.add_argument("--steps", type=int, default=6, help="diffusion sampling steps")
-    p.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--face-index", type=int, default=None, help="face of the portrait, i-th from the left (default: largest)")
+    p.add_argument("--steps", type=int_range(1, MAX_STEPS), default=6, help="diffusion sampling steps")
+    p.add_argument("--cfg-scale", type=finite_float(0.0, MAX_CFG_SCALE), default=2.0, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int_range(0, MAX_SEED), default=0)
+    p.add_argument("--face-index", type=nonneg_int, default=None, help="face of the portrait, i-th from the left (default: largest)")
     p.add_argument("--paste-back", action="store_true", help="render into the whole portrait, not only the face crop")
     p.add_argument("--audio-out", choices=("mix", "self", "none"), default="mix", help="audio track of the mp4")
     p.add_argument("--overlay", action="store_true", help="draw both channels' VAD and the speaking/listening state")
@@ -249,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--driving", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--checkpoint", type=Path, default=None, help="stage-1 checkpoint folder (default: starter weights)")
-    p.add_argument("--face-index", type=int, default=None, help="face of the portrait, i-th from the left (default: largest)")
+    p.add_argument("--face-index", type=nonneg_int, default=None, help="face of the portrait, i-th from the left (default: largest)")
     p.add_argument("--paste-back", action="store_true", help="render into the whole portrait, not only the crop")
     p.add_argument("--absolute", action="store_true", help="use the driver's motion as is, not relative to its first frame")
     p.add_argument("--device", default="cpu")
@@ -273,13 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="a web origin besides the demo's own page that may use the server, such as https://my.site "
                         "(repeatable; * allows any, which lets every web page the user visits drive it)")
-    p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
-    p.add_argument("--size", type=int, default=None, help="render size to start at (default: the checkpoint's)")
-    p.add_argument("--steps", type=int, default=6, help="diffusion sampling steps to start at")
-    p.add_argument("--cfg-scale", type=float, default=2.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--face-index", type=int, default=None, help="face of the portrait, i-th from the left")
-    p.add_argument("--delay-ms", type=float, default=250.0,
+    p.add_argument("--port", type=int_range(0, 65535), default=8000, help="port (0: any free one)")
+    p.add_argument("--size", type=positive_int, default=None, help="render size to start at (default: the checkpoint's)")
+    p.add_argument("--steps", type=int_range(1, MAX_STEPS), default=6, help="diffusion sampling steps to start at")
+    p.add_argument("--cfg-scale", type=finite_float(0.0, MAX_CFG_SCALE), default=2.0)
+    p.add_argument("--seed", type=int_range(0, MAX_SEED), default=0)
+    p.add_argument("--face-index", type=nonneg_int, default=None, help="face of the portrait, i-th from the left")
+    p.add_argument("--delay-ms", type=finite_float(50.0, 10_000.0), default=250.0,
                    help="presentation delay: a frame and the agent's audio play this long after their audio arrived")
     p.add_argument("--batch", type=int, default=1, choices=(1, 2, 4), help="frames per rendering call (1: lowest latency)")
     p.add_argument("--no-adapt", action="store_true", help="keep size and steps even when frames are late")
@@ -292,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--self-channel", type=int, default=0, choices=(0, 1), help="which channel of --audio is the agent")
     p.add_argument("--record", type=Path, default=None, help="--simulate: save the session as this .mp4 (both voices)")
     p.add_argument("--report", type=Path, default=None, help="--simulate: figures as JSON (default: beside --record)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=int_range(1, 1024), default=2, help="torch CPU threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")
@@ -301,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("vad", help="speech per channel of an audio file (silero VAD at 25 fps)")
     p.add_argument("audio", type=Path)
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=finite_float(0.0, 1.0), default=0.5)
     p.set_defaults(func=cmd_vad)
     return ap
 
@@ -310,14 +395,38 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_native_logs()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    installed, previous = _handle_sigterm()
     try:
         return args.func(args)
     except InfpError as e:
         print(f"infp: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # the system refused a file operation: say which file and why, not a traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"infp: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except Terminated:
+        print("infp: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("infp: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _handle_sigterm() -> tuple[bool, object]:
+    """Turn SIGTERM into ``Terminated`` (so ``finally`` blocks remove partial outputs): (installed, old handler).
+
+    Only the main thread may set signal handlers; elsewhere (main() called from a worker thread) SIGTERM
+    keeps its default action.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False, None
+    return True, signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,11 @@ class NoFaceError(InfpError):
 
 class ManifestError(InfpError):
     """A manifest that is malformed or names missing files."""
+
+
+class OutputError(InfpError):
+    """An output path that cannot be written, has the wrong container, or would overwrite an input."""
+
+
+class SettingsError(InfpError, ValueError):
+    """A setting out of its valid range (a ValueError too, for callers of the Python API)."""

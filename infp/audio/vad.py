@@ -85,21 +85,37 @@ def chunk_to_frame_prob(chunk_prob: np.ndarray, n_frames: int, samples_per_frame
     return np.stack([np.interp(frame_t, chunk_t, chunk_prob[:, c]) for c in range(channels)], axis=1).astype(np.float32)
 
 
-def frame_speech_prob(audio: np.ndarray, n_frames: int | None = None, samples_per_frame: int = SAMPLES_PER_FRAME) -> np.ndarray:
+VAD_PIECE = VAD_CHUNK * 625
+"""Samples per progress step of ``frame_speech_prob`` (20 s): a whole multiple of the VAD chunk, so
+pushing the file piece by piece runs the model on exactly the chunks of one push."""
+
+
+def frame_speech_prob(audio: np.ndarray, n_frames: int | None = None, samples_per_frame: int = SAMPLES_PER_FRAME,
+                      progress: bool = False) -> np.ndarray:
     """Speech probability per video frame for each channel of 16 kHz audio.
 
     audio: (N,) or (C, N) float32. Returns (T, C) float32 with T = ``n_frames`` or ceil(N / 640).
+    The file goes through the streaming detector in 20 s pieces, so ``progress`` can show a bar (on
+    stderr; a 20-minute file takes minutes) with probabilities identical to a single push.
     """
+    from tqdm import tqdm
+
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
         audio = audio[None]
     n = audio.shape[1]
     if n_frames is None:
         n_frames = -(-n // samples_per_frame)
-    pad = (-n) % VAD_CHUNK
+    padded = np.pad(audio, ((0, 0), (0, (-n) % VAD_CHUNK)))
     vad = StreamingVAD(channels=audio.shape[0])
-    probs = vad.push(np.pad(audio, ((0, 0), (0, pad))))
-    return chunk_to_frame_prob(probs, n_frames, samples_per_frame)
+    parts = [np.zeros((0, audio.shape[0]), np.float32)]
+    with tqdm(total=padded.shape[1], unit="s", unit_scale=1 / SAMPLE_RATE, desc="voice activity",
+              disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]") as bar:
+        for start in range(0, padded.shape[1], VAD_PIECE):
+            piece = padded[:, start:start + VAD_PIECE]
+            parts.append(vad.push(piece))
+            bar.update(piece.shape[1])
+    return chunk_to_frame_prob(np.concatenate(parts), n_frames, samples_per_frame)
 
 
 def speech_segments(

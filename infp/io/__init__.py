@@ -3,6 +3,7 @@
 from infp.io.atomic import atomic_dir, atomic_output, atomic_write_text
 from infp.io.audio import is_silent, pad_to, read_audio, read_dialogue, resample, rms, to_mono, write_wav
 from infp.io.ffmpeg import MediaInfo, ffmpeg_exe, probe
+from infp.io.outputs import check_video_output
 from infp.io.video import (
     VideoWriter,
     count_frames,
@@ -15,7 +16,8 @@ from infp.io.video import (
 )
 
 __all__ = [
-    "MediaInfo", "VideoWriter", "atomic_dir", "atomic_output", "atomic_write_text", "count_frames", "ffmpeg_exe", "is_silent",
+    "MediaInfo", "VideoWriter", "atomic_dir", "atomic_output", "atomic_write_text", "check_video_output", "count_frames",
+    "ffmpeg_exe", "is_silent",
     "iter_frames", "pad_to", "probe", "read_audio", "read_dialogue", "read_frames", "read_image", "resample",
     "rms", "to_mono", "video_info", "write_image", "write_video", "write_wav",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 import subprocess
 from pathlib import Path
 from typing import Sequence
@@ -51,6 +52,98 @@ def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data), rate
 
 
+def _wav_lengths(path: Path) -> tuple[float, float] | None:
+    """(announced, present) seconds of a RIFF/WAVE file's ``data`` chunk; None if the header does not say.
+
+    libsndfile clamps a WAV's frame count to the bytes that are there, so a cut-off file reads as a
+    shorter, valid one; only the ``data`` chunk's declared size tells what is missing. Sizes of 0 and
+    0xFFFFFFFF mean "unknown" (written to a pipe) and are not checked.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        rate = block = 0
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"fmt ":
+                fmt = f.read(min(length, 16))
+                if len(fmt) < 14:
+                    return None
+                rate, block = struct.unpack("<I", fmt[4:8])[0], struct.unpack("<H", fmt[12:14])[0]
+                f.seek(length - len(fmt) + (length & 1), 1)
+            elif cid == b"data":
+                if not rate or not block or length in (0, 0xFFFFFFFF):
+                    return None
+                present = max(0, size - f.tell())
+                return (length // block) / rate, (min(present, length) // block) / rate
+            else:
+                f.seek(length + (length & 1), 1)
+
+
+def _flac_frames(path: Path) -> tuple[int, int] | None:
+    """(total samples per channel, sample rate) from a FLAC file's STREAMINFO; None if unknown or not FLAC."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+        if head[:3] == b"ID3" and len(head) == 10:  # ID3v2 tag before the stream: skip it (syncsafe size)
+            f.seek(10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | head[9] & 0x7F))
+        else:
+            f.seek(0)
+        block = f.read(4 + 4 + 34)
+    if len(block) < 42 or block[:4] != b"fLaC" or block[4] & 0x7F != 0:
+        return None
+    info = block[8:]
+    bits = int.from_bytes(info[10:18], "big")  # rate 20 | channels 3 | bits per sample 5 | total 36
+    rate, total = bits >> 44, bits & ((1 << 36) - 1)
+    return (total, rate) if total and rate else None
+
+
+def check_complete(path: str | Path, decoded: int, rate: int) -> None:
+    """Raise MediaError if ``path`` holds less audio than its header announces.
+
+    A truncated upload or copy otherwise renders silently as a shorter video. WAV: the ``data`` chunk's
+    declared size against the bytes present; FLAC: STREAMINFO's total samples against the ``decoded``
+    samples (at ``rate``, the file's own rate). Other formats have no reliable length to compare.
+    """
+    path = Path(path)
+    wav = _wav_lengths(path)
+    if wav is not None:
+        announced, held = wav
+    else:
+        flac = _flac_frames(path)
+        if flac is None:
+            return
+        total, flac_rate = flac
+        announced, held = total / flac_rate, decoded / rate
+    if held < announced - 1.5 / rate:
+        raise MediaError(f"truncated: header says {announced:.2f} s, file holds {held:.2f} s", path)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    """(C, N) float32 at the file's own rate: libsndfile first, ffmpeg for the rest.
+
+    When neither decodes a FLAC file whose header announces a length, the message says so: a cut-off
+    FLAC is the common case, and "truncated" tells the user more than the decoder's error code.
+    """
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        return np.ascontiguousarray(data.T), rate
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        pass
+    try:
+        return _decode_ffmpeg(path)
+    except MediaError:
+        flac = _flac_frames(path)
+        if flac is None:
+            raise
+        raise MediaError(f"truncated or corrupt: header says {flac[0] / flac[1]:.2f} s, "
+                         "but the audio stops decoding early", path) from None
+
+
 def read_audio(
     path: str | Path,
     sample_rate: int = SAMPLE_RATE,
@@ -67,11 +160,8 @@ def read_audio(
         raise MediaError("file not found", path)
     if path.stat().st_size == 0:
         raise MediaError("file is empty (0 bytes)", path)
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        data = np.ascontiguousarray(data.T)
-    except (sf.LibsndfileError, RuntimeError, TypeError):
-        data, rate = _decode_ffmpeg(path)
+    data, rate = _decode(path)
+    check_complete(path, data.shape[1], rate)
     if data.shape[1] == 0 and not allow_empty:
         raise MediaError("audio is empty (0 samples)", path)
     if channels is not None:

@@ -15,9 +15,10 @@ import numpy as np
 
 from infp.constants import FPS, SAMPLE_RATE
 from infp.errors import MediaError
-from infp.io.atomic import atomic_output, temp_sibling
+from infp.io.atomic import atomic_output, remove_stale_temps, temp_sibling, unlink_quietly
 from infp.io.audio import pad_to, write_wav
 from infp.io.ffmpeg import MediaInfo, ffmpeg_exe, probe
+from infp.io.outputs import check_writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -102,26 +103,93 @@ def read_frames(path: str | Path, fps: float | None = FPS, size: tuple[int, int]
     return np.stack(list(iter_frames(path, fps=fps, size=size)))
 
 
+def _jpeg_size(raw: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame segment, walking the segments before it."""
+    i = 2
+    while i + 9 < len(raw):
+        if raw[i] != 0xFF:
+            return None
+        marker = raw[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(raw[i + 7:i + 9], "big"), int.from_bytes(raw[i + 5:i + 7], "big")
+        if marker == 0xDA:  # image data before any frame header
+            return None
+        i += 2 + int.from_bytes(raw[i + 2:i + 4], "big")
+    return None
+
+
+def _webp_size(raw: bytes) -> tuple[int, int] | None:
+    kind = raw[12:16]
+    if kind == b"VP8X" and len(raw) >= 30:
+        return 1 + int.from_bytes(raw[24:27], "little"), 1 + int.from_bytes(raw[27:30], "little")
+    if kind == b"VP8L" and len(raw) >= 25:
+        bits = int.from_bytes(raw[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if kind == b"VP8 " and len(raw) >= 30:
+        return int.from_bytes(raw[26:28], "little") & 0x3FFF, int.from_bytes(raw[28:30], "little") & 0x3FFF
+    return None
+
+
+def image_size(raw: bytes) -> tuple[int, int] | None:
+    """(width, height) read from the header of a PNG, JPEG, WebP, BMP or GIF file; None for anything else.
+
+    OpenCV only tells an image's size by decoding it, which for a 12000x12000 picture takes seconds and
+    gigabytes; these few header bytes let ``read_image`` refuse it first.
+    """
+    if raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR" and len(raw) >= 24:
+        return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    if raw[:2] == b"\xff\xd8":
+        return _jpeg_size(raw)
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return _webp_size(raw)
+    if raw[:2] == b"BM" and len(raw) >= 26:
+        if int.from_bytes(raw[14:18], "little") == 12:  # OS/2 header: 16-bit sizes
+            return int.from_bytes(raw[18:20], "little"), int.from_bytes(raw[20:22], "little")
+        width, height = (int.from_bytes(raw[k:k + 4], "little", signed=True) for k in (18, 22))
+        return abs(width), abs(height)  # negative height: rows stored top-down
+    if raw[:6] in (b"GIF87a", b"GIF89a") and len(raw) >= 10:
+        return int.from_bytes(raw[6:8], "little"), int.from_bytes(raw[8:10], "little")
+    return None
+
+
+def _too_big(width: int, height: int, max_pixels: int, path: Path, at_least: bool = False) -> MediaError:
+    size = f"{'at least ' if at_least else ''}{width}x{height}"
+    return MediaError(f"image is {size} pixels; the limit is {max_pixels // 1_000_000} megapixels", path)
+
+
 def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3); alpha is dropped, grey is expanded."""
+    """Read an image file as RGB uint8 (H, W, 3); alpha is dropped, grey is expanded.
+
+    Images over ``max_pixels`` are refused from their header, before any decoding; formats whose
+    header is not parsed here are checked on a 1/8-scale decode first.
+    """
     path = Path(path)
     if not path.is_file():
         raise MediaError("file not found", path)
     raw = np.fromfile(str(path), dtype=np.uint8)
     if raw.size == 0:
         raise MediaError("file is empty (0 bytes)", path)
-    # Check the size from the header before decoding, so a huge image is refused cheaply.
-    img = cv2.imdecode(raw, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    if img is None:
-        raise MediaError("cannot read image (not an image, or corrupt)", path)
-    if img.shape[0] * img.shape[1] * 64 > max_pixels:
-        full = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
-        h, w = (full.shape[:2] if full is not None else (img.shape[0] * 8, img.shape[1] * 8))
-        if h * w > max_pixels:
-            raise MediaError(f"image is {w}x{h} pixels; the limit is {max_pixels // 1_000_000} megapixels", path)
+    dims = image_size(raw[:1 << 20].tobytes())
+    if dims is not None and dims[0] * dims[1] > max_pixels:
+        raise _too_big(*dims, max_pixels, path)
+    if dims is None:
+        small = cv2.imdecode(raw, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+        if small is None:
+            raise MediaError("cannot read image (not an image, or corrupt)", path)
+        low_w, low_h = small.shape[1] * 8 - 7, small.shape[0] * 8 - 7  # the 1/8 scale rounds up
+        if low_w * low_h > max_pixels:
+            raise _too_big(low_w, low_h, max_pixels, path, at_least=True)
     img = cv2.imdecode(raw, cv2.IMREAD_COLOR)
     if img is None:
         raise MediaError("cannot read image (not an image, or corrupt)", path)
+    if img.shape[0] * img.shape[1] > max_pixels:  # a header that understated the size
+        raise _too_big(img.shape[1], img.shape[0], max_pixels, path)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -169,11 +237,20 @@ class VideoWriter:
         self._video_tmp = temp_sibling(self.path)
         self._size: tuple[int, int] | None = None
         self._errf = None
+        remove_stale_temps(self.path)
+
+    def _make_folder(self) -> None:
+        """Create the output folder, or raise an error naming it (not ffmpeg's, nor mkdir's "File exists")."""
+        check_writable_folder(self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise MediaError(f"cannot create the output folder ({e.strerror or e})", self.path.parent) from None
 
     def _start(self, width: int, height: int) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"frame size {width}x{height} must be even for yuv420p")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
         self._size = (width, height)
         self._errf = tempfile.TemporaryFile()
         cmd = [ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
@@ -242,10 +319,10 @@ class VideoWriter:
                 raise MediaError(f"muxing audio failed ({err[-1] if err else proc.returncode})", self.path)
         finally:
             if not given:
-                wav.unlink(missing_ok=True)
+                unlink_quietly(wav)
 
     def _cleanup(self) -> None:
-        self._video_tmp.unlink(missing_ok=True)
+        unlink_quietly(self._video_tmp)  # must not replace the error that led here
         if self._errf is not None:
             self._errf.close()
             self._errf = None

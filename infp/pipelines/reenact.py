@@ -14,6 +14,7 @@ from infp.data.stage1 import to_image, to_tensor
 from infp.errors import MediaError
 from infp.face import BoxSmoother, FaceDetector, crop, crop_box_from_face, motion_input, transform_points
 from infp.io import count_frames, iter_frames, read_audio, video_info, write_video
+from infp.io.outputs import check_video_output
 from infp.models.head_imitation import HeadImitationNet, SourceCache
 from infp.pipelines.portrait import Portrait, load_portrait
 
@@ -109,6 +110,7 @@ def reenact(
     from tqdm import tqdm
 
     driving = Path(driving)
+    check_video_output(out, {"portrait": None if isinstance(portrait, np.ndarray) else portrait, "driving": driving})
     info = video_info(driving)
     pt = load_portrait(portrait, runner.size, face_index)
     src = runner.source(pt)

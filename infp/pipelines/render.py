@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,11 +21,12 @@ import torch
 
 from infp.audio.vad import frame_speech_prob
 from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
-from infp.errors import InfpError, MediaError
+from infp.errors import InfpError, MediaError, SettingsError
 from infp.io import is_silent, read_dialogue, write_video
 from infp.io.atomic import atomic_write_text
+from infp.io.outputs import check_video_output, checkpoint_files
 from infp.models.audio_to_motion import AudioToMotionNet
-from infp.models.pretrained import checkpoint_id
+from infp.models.pretrained import CONFIG_FILE, checkpoint_id
 from infp.pipelines.portrait import Portrait, load_portrait
 from infp.pipelines.reenact import Stage1Runner
 from infp.pipelines.streaming import STATES, StreamingSession
@@ -44,6 +46,43 @@ class RenderSettings:
     overlay: bool = False
     face_index: int | None = None
     vad_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would render garbage: a NaN guidance scale gives black frames, not an error."""
+        _check_int("steps", self.steps, 1, MAX_STEPS)
+        _check_float("cfg_scale", self.cfg_scale, 0.0, MAX_CFG_SCALE)
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        if self.face_index is not None:
+            _check_int("face_index", self.face_index, None, None)
+        _check_float("vad_threshold", self.vad_threshold, 0.0, 1.0)
+        if self.audio_out not in AUDIO_OUT:
+            raise SettingsError(f"audio_out must be one of {AUDIO_OUT}, not {self.audio_out!r}")
+
+
+MAX_STEPS = 1000
+"""Most diffusion steps accepted (the sampler's time grid is continuous; more only costs time)."""
+
+MAX_CFG_SCALE = 20.0
+"""Largest guidance scale accepted: far beyond useful values, low enough to catch a slipped digit."""
+
+MAX_SEED = 2**63 - 1
+"""Seeds are non-negative and fit torch.Generator.manual_seed."""
+
+AUDIO_OUT = ("mix", "self", "none")
+
+
+def _check_int(name: str, value: object, lo: int | None, hi: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SettingsError(f"{name} must be an integer, not {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise SettingsError(f"{name} must be in [{lo}, {hi}], got {value}")
+
+
+def _check_float(name: str, value: object, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise SettingsError(f"{name} must be a number, not {value!r}")
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise SettingsError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {value}")
 
 
 def conversation_state(vad: np.ndarray, threshold: float = 0.5) -> list[str]:
@@ -93,9 +132,17 @@ class Pipeline:
         from infp.weights import weights_dir
 
         folder = Path(folder) if folder is not None else weights_dir()
+        if not folder.is_dir():
+            raise InfpError("checkpoint folder not found" if not folder.exists() else "is a file, not a checkpoint folder", folder)
+        if (folder / CONFIG_FILE).is_file():
+            raise InfpError("is a single-stage checkpoint; rendering needs a folder with stage1/ and stage2/", folder)
         s1, s2 = folder / "stage1", folder / "stage2"
         runner = Stage1Runner.from_pretrained(s1, device, precision)
-        return cls(runner, AudioToMotionNet.from_pretrained(s2), device,
+        stage2 = AudioToMotionNet.from_pretrained(s2)
+        if stage2.motion_dim != runner.net.motion_dim:
+            raise InfpError(f"stage1/ and stage2/ do not fit together: stage 2 makes {stage2.motion_dim}-dim motion, "
+                            f"stage 1 expects {runner.net.motion_dim}", folder)
+        return cls(runner, stage2, device,
                    {"stage1": str(s1), "stage1_id": checkpoint_id(s1), "stage2": str(s2), "stage2_id": checkpoint_id(s2)})
 
     @property
@@ -146,9 +193,11 @@ class Pipeline:
         from tqdm import tqdm
 
         settings = settings or RenderSettings()
+        if out is not None:
+            check_video_output(out, self._inputs(portrait, self_audio, other_audio))
         own, partner = self._audio(self_audio, other_audio)
         pt = load_portrait(portrait, self.size, settings.face_index)
-        vad = frame_speech_prob(np.stack([own, partner]))
+        vad = frame_speech_prob(np.stack([own, partner]), progress=progress)
         n_frames = len(vad)
         timings: dict = {}
         gen = self.frames(pt, own, partner, settings, vad, timings)
@@ -180,6 +229,13 @@ class Pipeline:
                   **(describe or {})}
         atomic_write_text(Path(out).with_suffix(".json"), json.dumps(report, indent=1))
         return path
+
+    def _inputs(self, *sources) -> list[Path]:
+        """The files a rendering reads (given paths and checkpoint files): none of them may be the output."""
+        files = [Path(s) for s in sources if isinstance(s, (str, Path))]
+        for key in ("stage1", "stage2"):
+            files += checkpoint_files(self.sources.get(key))
+        return files
 
     def _audio(self, self_audio, other_audio) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(self_audio, np.ndarray):

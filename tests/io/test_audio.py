@@ -100,3 +100,47 @@ def test_write_wav_failure_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_wav(tmp_path / "out.wav", np.zeros(100, np.float32))
     assert list(tmp_path.iterdir()) == []
+
+
+def _speech_wav(path, seconds: float = 1.0, samples_root=None):
+    """A real 16-bit mono speech WAV of ``seconds`` (32 KB of samples per second)."""
+    speech = read_audio(samples_root / "audio" / "ditto.flac")[0][: int(seconds * SAMPLE_RATE)]
+    write_wav(path, speech)
+    return path
+
+
+def test_truncated_wav_is_refused_with_both_lengths(tmp_path, samples):
+    full = _speech_wav(tmp_path / "full.wav", 1.0, samples)
+    data = full.read_bytes()
+    assert len(data) == 44 + 2 * SAMPLE_RATE  # 32 KB of samples behind the header
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[:3000])  # libsndfile alone reads this as a valid 0.09 s file
+    assert sf.info(str(cut)).frames < SAMPLE_RATE
+    with pytest.raises(MediaError) as e:
+        read_audio(cut)
+    assert str(e.value) == f"{cut}: truncated: header says 1.00 s, file holds 0.09 s"
+    assert read_audio(full).shape == (1, SAMPLE_RATE)  # the complete file still reads
+
+
+def test_truncated_flac_is_refused(tmp_path, samples):
+    data = (samples / "audio" / "dialogue.flac").read_bytes()
+    third = tmp_path / "third.flac"
+    third.write_bytes(data[: len(data) // 3])
+    with pytest.raises(MediaError, match=r"truncated: header says 15\.50 s, file holds [0-9.]+ s") as e:
+        read_audio(third)
+    assert str(third) in str(e.value)
+    own = read_audio(samples / "audio" / "ditto.flac")[0][:SAMPLE_RATE]
+    sf.write(str(tmp_path / "one.flac"), own, SAMPLE_RATE)
+    tiny = (tmp_path / "one.flac").read_bytes()
+    (tmp_path / "stub.flac").write_bytes(tiny[: len(tiny) // 10])  # too little for any decoder
+    with pytest.raises(MediaError, match="truncated or corrupt: header says 1.00 s"):
+        read_audio(tmp_path / "stub.flac")
+
+
+def test_wav_of_unknown_length_is_not_called_truncated(tmp_path, samples):
+    """Writers to a pipe leave the data size at 0xFFFFFFFF; such files are complete, not cut."""
+    data = bytearray(_speech_wav(tmp_path / "a.wav", 0.5, samples).read_bytes())
+    assert data[36:40] == b"data"
+    data[40:44] = b"\xff\xff\xff\xff"
+    (tmp_path / "piped.wav").write_bytes(bytes(data))
+    assert read_audio(tmp_path / "piped.wav").shape == (1, SAMPLE_RATE // 2)

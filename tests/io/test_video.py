@@ -109,3 +109,57 @@ def test_read_image_and_bad_images(tmp_path, samples):
         read_image(samples / "portraits" / "lp_s1.jpg", max_pixels=100_000)
     with pytest.raises(MediaError, match="not found"):
         read_image(tmp_path / "missing.png")
+
+
+def test_image_size_from_headers_of_real_encodings(tmp_path, samples):
+    import cv2
+
+    from infp.io.video import image_size
+
+    img = read_image(samples / "portraits" / "hallo_1.jpg")[:, :-3]  # odd width: catches swapped axes
+    h, w = img.shape[:2]
+    assert image_size((samples / "portraits" / "hallo_1.jpg").read_bytes()) == (w + 3, h)
+    for ext in (".png", ".jpg", ".webp", ".bmp"):
+        write_image(tmp_path / f"p{ext}", img)
+        assert image_size((tmp_path / f"p{ext}").read_bytes()) == (w, h), ext
+    ok, lossless = cv2.imencode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, 101])  # VP8L
+    assert ok and image_size(lossless.tobytes()) == (w, h)
+    assert image_size(b"GIF89a\x40\x01\xf0\x00rest") == (320, 240)
+    assert image_size(b"not an image") is None
+
+
+def _bilevel_png(width: int, height: int) -> bytes:
+    """A valid 1-bit greyscale PNG: huge in pixels (a decoder allocates w*h*3 bytes) but tiny on disk."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + b"\x55" * ((width + 7) // 8)
+    body = zlib.compress(row * height, 1)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def test_huge_image_is_refused_before_decoding(tmp_path, monkeypatch):
+    import time
+
+    import cv2
+
+    import infp.io.video as video
+
+    big = tmp_path / "big.png"
+    big.write_bytes(_bilevel_png(12000, 12000))
+    small = tmp_path / "small.png"
+    small.write_bytes(_bilevel_png(64, 48))
+    assert cv2.imdecode(np.fromfile(str(small), np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)  # a real PNG
+    decodes = []
+    real = cv2.imdecode
+    monkeypatch.setattr(video.cv2, "imdecode", lambda *a: decodes.append(a) or real(*a))
+    t0 = time.perf_counter()
+    with pytest.raises(MediaError, match="image is 12000x12000 pixels; the limit is 67 megapixels") as e:
+        read_image(big)
+    assert time.perf_counter() - t0 < 1.0 and decodes == []
+    assert str(big) in str(e.value)
+    assert read_image(small).shape == (48, 64, 3) and len(decodes) == 1
