@@ -104,8 +104,8 @@ def face_reaction(pipe, portrait, own, other, onset_s: list[float], steps: int, 
     of the typical frame-to-frame latent step; the picture at the first frame where 1 % of the pixels
     differ by 2 levels or more. Times are as presented (onset to presentation, including the delay).
     """
-    from infp.pipelines.motion import MotionStream
-    from infp.pipelines.portrait import load_portrait
+    from infp.runtime.motion import MotionStream
+    from infp.runtime.portrait import load_portrait
 
     pt = load_portrait(portrait, size)
     src = pipe.stage1.source(pt)

@@ -23,15 +23,16 @@ import torch
 
 from infp.constants import FPS
 from infp.data.clips import ClipIndex
-from infp.data.stage1 import to_tensor
 from infp.eval import face_id
 from infp.eval.face_metrics import identity_distance
-from infp.face.landmarks import mouth_opening
 from infp.face import FaceDetector, motion_input
+from infp.face.landmarks import mouth_opening
 from infp.io import iter_frames
 from infp.lit.head_imitation import image_metrics
-from infp.pipelines.portrait import load_portrait
-from infp.pipelines.reenact import Stage1Runner, track_motion_inputs
+from infp.models.images import to_tensor
+from infp.pipelines.reenact import track_motion_inputs
+from infp.runtime.portrait import load_portrait
+from infp.runtime.stage1 import Stage1Runner
 
 
 def self_reenactment(runner: Stage1Runner, corpus: Path, max_frames: int) -> dict:
@@ -67,7 +68,6 @@ def landmarks_of(frames: list[np.ndarray]) -> np.ndarray:
 
 
 def cross_identity(runner: Stage1Runner, portraits: list[Path], driving: Path, max_frames: int) -> list[dict]:
-    from infp.face import crop, crop_box_from_face, BoxSmoother
 
     drv_frames = [f for _, f in zip(range(max_frames), iter_frames(driving, fps=FPS))]
     # the driver's own face crops, for its landmarks and mouth

@@ -26,12 +26,12 @@ import torch
 from infp.audio.vad import frame_speech_prob
 from infp.constants import SPEECH_THRESHOLD
 from infp.eval.dialogue import compose
-from infp.face.landmarks import mouth_opening
 from infp.eval.mouth_probe import fit_mouth_probe
 from infp.face import FaceDetector
-from infp.pipelines.motion import generate_motion
-from infp.pipelines.portrait import load_portrait
+from infp.face.landmarks import mouth_opening
 from infp.pipelines.render import Pipeline, RenderSettings
+from infp.runtime.motion import generate_motion
+from infp.runtime.portrait import load_portrait
 
 
 def _masks(own: np.ndarray, other: np.ndarray) -> dict[str, np.ndarray]:

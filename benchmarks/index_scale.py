@@ -20,7 +20,7 @@ from pathlib import Path
 from infp.audio.features import AudioEncoder
 from infp.data.clips import ClipIndex
 from infp.data.datamodules import DyadicMotionData, HeadImitationData
-from infp.data.synthetic import write_synthetic_index, write_stage2_clips
+from infp.data.synthetic import write_stage2_clips, write_synthetic_index
 
 
 def timed(label: str, fn):

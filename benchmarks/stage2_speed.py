@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from infp.models.audio_to_motion import AudioToMotionNet
-from infp.pipelines.motion import MotionStream, generate_motion
+from infp.runtime.motion import MotionStream, generate_motion
 
 
 def main() -> None:

@@ -145,7 +145,7 @@ def cmd_vad(args: argparse.Namespace) -> int:
 
 
 def cmd_extract_motion(args: argparse.Namespace) -> int:
-    from infp.pipelines.extract import extract_motion
+    from infp.data.extract import extract_motion
 
     summary = extract_motion(args.corpus, args.checkpoint or _default_checkpoint("stage1"), args.out,
                              device=args.device, progress=not args.quiet)
@@ -155,7 +155,8 @@ def cmd_extract_motion(args: argparse.Namespace) -> int:
 
 
 def cmd_reenact(args: argparse.Namespace) -> int:
-    from infp.pipelines.reenact import Stage1Runner, reenact
+    from infp.pipelines.reenact import reenact
+    from infp.runtime.stage1 import Stage1Runner
 
     _check_output(args.out, args.checkpoint, stages=False, **{"--portrait": args.portrait, "--driving": args.driving})
     runner = Stage1Runner.from_pretrained(args.checkpoint or _default_checkpoint("stage1"), args.device, args.precision)

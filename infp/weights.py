@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 from infp.errors import InfpError
-
 from infp.paths import REPO_ROOT
 
 

@@ -2,7 +2,6 @@
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,8 +47,8 @@ def test_bf16_renderer_matches_fp32(samples):
     """Stage1Runner(precision="bf16") renders under bfloat16 autocast: not bit-identical, visually the same."""
     import torch
 
-    from infp.pipelines.portrait import load_portrait
-    from infp.pipelines.reenact import Stage1Runner
+    from infp.runtime.portrait import load_portrait
+    from infp.runtime.stage1 import Stage1Runner
 
     pt = load_portrait(samples / "portraits" / "lp_s5.jpg", 256)
     fp32 = Stage1Runner.from_pretrained(WEIGHTS / "stage1")

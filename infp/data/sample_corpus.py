@@ -210,8 +210,8 @@ def dub_talking_face(opening: np.ndarray, voices: VoicePool, partners: VoicePool
 
 def face_mouth_opening(video: Path) -> np.ndarray:
     """(T,) mouth opening of the largest face at 25 fps (NaN where no face)."""
-    from infp.face.landmarks import mouth_opening
     from infp.face import FaceDetector
+    from infp.face.landmarks import mouth_opening
     from infp.io import iter_frames
 
     out = []

@@ -19,19 +19,10 @@ from torch.utils.data import Dataset
 from infp.data.clips import ClipIndex, FrameCache, read_clip_frame
 from infp.data.sampling import sample_rng
 from infp.face.masks import motion_input, region_mask
+from infp.models.images import to_tensor
 from infp.models.keypoints import normalise_keypoints
 
 log = logging.getLogger(__name__)
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """RGB uint8 (H, W, 3) -> float (3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
-def to_image(tensor: torch.Tensor) -> np.ndarray:
-    """float (3, H, W) in [-1, 1] -> RGB uint8 (H, W, 3)."""
-    return tensor.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def jitter_masked(masked: np.ndarray, rng: np.random.Generator, scale: float = 0.06, gain: float = 0.2) -> np.ndarray:

@@ -35,10 +35,12 @@ import numpy as np
 from aiohttp import WSMsgType, hdrs, web
 
 from infp.constants import FPS, SAMPLE_RATE
-from infp.demo.live import MAX_AGENT_QUEUE_S, LiveSession, ladder, portraits_for, warm_up
+from infp.demo.agent import MAX_AGENT_QUEUE_S
+from infp.demo.live import LiveSession, portraits_for, warm_up
 from infp.demo.messages import AGENT, MAX_TTS_CHARS, PAGE, VOICE_PATTERN, parse
+from infp.demo.quality import ladder
 from infp.errors import InfpError, MediaError
-from infp.pipelines.streaming import StreamFrame
+from infp.runtime.streaming import StreamFrame
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,10 @@ from typing import Callable
 import numpy as np
 
 from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
-from infp.demo.live import LiveSession, ladder, portraits_for, warm_up
+from infp.demo.live import LiveSession, portraits_for, warm_up
+from infp.demo.quality import ladder
 from infp.io.atomic import atomic_write_text
-from infp.pipelines.streaming import STATES
+from infp.runtime.overlay import STATES
 
 log = logging.getLogger(__name__)
 

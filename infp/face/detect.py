@@ -16,7 +16,6 @@ import numpy as np
 
 from infp.errors import InfpError, NoFaceError
 from infp.face.crop import CropBox, crop, invert_affine, transform_points
-from infp.face.landmarks import NUM_LANDMARKS
 
 log = logging.getLogger(__name__)
 

@@ -169,9 +169,9 @@ class HeadImitation(pl.LightningModule):
         bank, self._identity_bank = self._identity_bank, []
         if len(bank) < 2 or not self.trainer.is_global_zero:
             return
-        from infp.data.stage1 import to_image
         from infp.eval import face_id
         from infp.eval.face_metrics import identity_scores
+        from infp.models.images import to_image
 
         src = torch.cat([b["source"] for b in bank])
         src_m = torch.cat([b["source_masked"] for b in bank])

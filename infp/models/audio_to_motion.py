@@ -1,7 +1,7 @@
 """Stage-2 network: dyadic audio (self, other) + style -> windows of motion latents (B, W, D).
 
 Shared audio encoder (both channels, in the fixed order self, other) -> Interactive Motion Guider ->
-conditional diffusion transformer. Latents are generated as offsets from the speaker's neutral
+conditional diffusion transformer. Latents are generated as offsets from the speaker's rest
 motion (the portrait's own latent at inference), divided by ``motion_scale`` (per-dim std of the
 training offsets).
 """
@@ -58,11 +58,11 @@ class AudioToMotionNet(Pretrained):
         feats = self.audio(torch.cat([self_audio, other_audio], dim=0))
         return feats.chunk(2, dim=0)
 
-    def style(self, neutral: torch.Tensor, spread: torch.Tensor | None = None) -> torch.Tensor:
-        """Style vector from a neutral latent (B, D) (portrait) and optionally the spread (B, D) of a reference clip."""
+    def style(self, rest: torch.Tensor, spread: torch.Tensor | None = None) -> torch.Tensor:
+        """Style vector from a rest latent (B, D) (the portrait's) and optionally the spread (B, D) of a reference clip."""
         if spread is None:
-            spread = torch.zeros_like(neutral)
-        return self.style_proj(torch.cat([neutral, spread / self.motion_scale], dim=-1))
+            spread = torch.zeros_like(rest)
+        return self.style_proj(torch.cat([rest, spread / self.motion_scale], dim=-1))
 
     def guide(self, a_self: torch.Tensor, a_other: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         return self.guider(a_self, a_other, style)

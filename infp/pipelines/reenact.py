@@ -10,61 +10,14 @@ import numpy as np
 import torch
 
 from infp.constants import FPS
-from infp.data.stage1 import to_image, to_tensor
 from infp.errors import MediaError
 from infp.face import BoxSmoother, FaceDetector, crop, crop_box_from_face, motion_input, transform_points
 from infp.io import count_frames, iter_frames, read_audio, video_info, write_video
 from infp.io.outputs import check_video_output
-from infp.models.head_imitation import HeadImitationNet, SourceCache
-from infp.pipelines.portrait import Portrait, load_portrait
+from infp.runtime.portrait import load_portrait
+from infp.runtime.stage1 import Stage1Runner
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("fp32", "bf16")
-
-
-class Stage1Runner:
-    """Tensor-level wrapper around a HeadImitationNet: portraits in, latents in, frames out."""
-
-    def __init__(self, net: HeadImitationNet, device: str | torch.device = "cpu", precision: str = "fp32") -> None:
-        """``precision="bf16"``: render (flow, warp, decoder) under bfloat16 autocast — on CPUs with
-        AMX / AVX512-BF16 and on recent GPUs about twice as fast; portraits and motion latents stay fp32."""
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-        # channels-last convolutions are faster on CPU (and no slower on GPU)
-        self.net = net.to(device).to(memory_format=torch.channels_last).eval()
-        self.device = torch.device(device)
-        self.size = net.image_size
-        self.precision = precision
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu", precision: str = "fp32") -> "Stage1Runner":
-        return cls(HeadImitationNet.from_pretrained(folder), device, precision)
-
-    @torch.inference_mode()
-    def source(self, portrait: Portrait) -> SourceCache:
-        img = to_tensor(portrait.crop)[None].to(self.device).contiguous(memory_format=torch.channels_last)
-        masked = to_tensor(portrait.masked)[None].to(self.device).contiguous(memory_format=torch.channels_last)
-        return self.net.prepare_source(img, masked)
-
-    @torch.inference_mode()
-    def encode(self, masked: list[np.ndarray]) -> torch.Tensor:
-        """Motion latents (B, D) of masked motion-encoder inputs."""
-        return self.net.encode_motion(torch.stack([to_tensor(m) for m in masked]).to(self.device))
-
-    @torch.inference_mode()
-    def frames(self, source: SourceCache, latents: torch.Tensor, keypoints: torch.Tensor | None = None) -> torch.Tensor:
-        """Frames (B, 3, S, S) float32 in [-1, 1] for latents (B, D) (and optionally keypoints (B, K, 2) to
-        warp with), at the runner's precision."""
-        kp = None if keypoints is None else keypoints.to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return self.net.render(source, latents.to(self.device), kp_drv=kp).float()
-
-    @torch.inference_mode()
-    def render(self, source: SourceCache, latents: torch.Tensor, keypoints: torch.Tensor | None = None) -> list[np.ndarray]:
-        """Frames (S, S, 3) uint8 for latents (B, D) (and optionally keypoints (B, K, 2) to warp with)."""
-        return [to_image(f) for f in self.frames(source, latents, keypoints)]
-
 
 def track_motion_inputs(frames: Iterable[np.ndarray], size: int, path: Path | None = None) -> Iterator[np.ndarray]:
     """Per frame of a talking-face video: the masked motion-encoder input of its (largest) face.
@@ -119,7 +72,6 @@ def reenact(
     bar = tqdm(total=count_frames(info), unit="frame", disable=not progress, desc="reenact")
 
     def frames() -> Iterator[np.ndarray]:
-        m0 = None
         chunk: list[np.ndarray] = []
         for masked in inputs:
             chunk.append(masked)

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
 import torch
 
@@ -27,9 +26,9 @@ from infp.io.atomic import atomic_write_text
 from infp.io.outputs import check_video_output, checkpoint_files
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.pretrained import CONFIG_FILE, checkpoint_id
-from infp.pipelines.portrait import Portrait, load_portrait
-from infp.pipelines.reenact import Stage1Runner
-from infp.pipelines.streaming import STATES, StreamingSession
+from infp.runtime.portrait import Portrait, load_portrait
+from infp.runtime.stage1 import Stage1Runner
+from infp.runtime.streaming import StreamingSession
 
 log = logging.getLogger(__name__)
 
@@ -83,33 +82,6 @@ def _check_float(name: str, value: object, lo: float, hi: float) -> None:
         raise SettingsError(f"{name} must be a number, not {value!r}")
     if not math.isfinite(value) or not lo <= value <= hi:
         raise SettingsError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {value}")
-
-
-def conversation_state(vad: np.ndarray, threshold: float = 0.5) -> list[str]:
-    """Per frame: idle / speaking (self only) / listening (other only) / both, from (T, 2) VAD."""
-    s, o = vad[:, 0] > threshold, vad[:, 1] > threshold
-    return [STATES[int(a) + 2 * int(b)] for a, b in zip(s, o)]
-
-
-def draw_overlay(frame: np.ndarray, vad: np.ndarray, t: int, state: str, lane: int = 50) -> np.ndarray:
-    """VAD lanes of both channels (the last ``lane`` frames) and the avatar's state, drawn at the bottom."""
-    out = frame.copy()
-    h, w = out.shape[:2]
-    bar_h = max(6, h // 40)
-    colours = ((80, 200, 120), (90, 150, 255))  # self green, other blue
-    for c in range(2):
-        y0 = h - (2 - c) * (bar_h + 3) - 4
-        cv2.rectangle(out, (4, y0), (w - 4, y0 + bar_h), (30, 30, 30), -1)
-        for k in range(lane):
-            tt = t - lane + 1 + k
-            if tt < 0:
-                continue
-            x0 = 4 + int(k * (w - 8) / lane)
-            x1 = 4 + int((k + 1) * (w - 8) / lane)
-            level = float(vad[tt, c])
-            cv2.rectangle(out, (x0, y0 + int(bar_h * (1 - level))), (x1, y0 + bar_h), colours[c], -1)
-    cv2.putText(out, state, (6, h - 2 * (bar_h + 3) - 10), cv2.FONT_HERSHEY_SIMPLEX, max(0.4, h / 700), (255, 255, 255), 1, cv2.LINE_AA)
-    return out
 
 
 class Pipeline:

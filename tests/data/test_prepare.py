@@ -11,8 +11,8 @@ import soundfile as sf
 import yaml
 
 from infp.constants import SAMPLES_PER_FRAME
-from infp.data.prepare import PrepareConfig, assign_splits, fill_nearest, prepare, segment_bounds, split_of
 from infp.data.manifest import load_manifest
+from infp.data.prepare import PrepareConfig, assign_splits, fill_nearest, prepare, segment_bounds, split_of
 from infp.io import iter_frames, write_video
 
 

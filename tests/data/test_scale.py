@@ -11,7 +11,7 @@ from infp.data import sampling
 from infp.data.clips import ClipIndex
 from infp.data.datamodules import DyadicMotionData, HeadImitationData
 from infp.data.stage2 import ALL, ONE_SIDED, DyadicMotionWindows, motion_stats, stats_subset
-from infp.data.synthetic import write_synthetic_index, write_stage2_clips
+from infp.data.synthetic import write_stage2_clips, write_synthetic_index
 from infp.errors import InfpError
 
 KW = dict(window=4, context=16, audio_context=17)

@@ -6,7 +6,9 @@ import time
 import numpy as np
 import pytest
 
-from infp.demo.live import AgentVoice, Level, LiveSession, ladder, portraits_for, warm_up
+from infp.demo.agent import AgentVoice
+from infp.demo.live import LiveSession, portraits_for, warm_up
+from infp.demo.quality import Level, ladder
 from infp.pipelines.render import Pipeline, RenderSettings
 
 
@@ -155,7 +157,7 @@ def test_quality_steps_back_up_when_the_cpu_has_room(pipe, samples, voices):
                        delay=0.6)
     live._change(1, "a test asked for it")
     assert live.level.size == 48 and "a test asked for it" in live.note
-    live._up_after = 8  # hops
+    live.quality.up_after = 8  # hops
     _run_realtime(live, voices["user"][:48000])
     assert live.level_index == 0 and live.note == ""
     assert [c["size"] for c in live.changes] == [48, 64] and live.changes[-1]["why"] == "the CPU has room again"

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from infp.demo.live import AgentVoice
+from infp.demo.agent import AgentVoice
 from infp.demo.messages import AGENT, PAGE, MessageError, parse
-from infp.demo.server import (KIND_FRAME, Access, TooLong, clean_pcm, decode_audio, pack, pcm16, synthesize,
-                              tts_available, unpack)
+from infp.demo.server import KIND_FRAME, Access, TooLong, clean_pcm, decode_audio, pack, pcm16, synthesize, tts_available, unpack
 from infp.errors import InfpError, MediaError
 
 LAUNCH = """

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from infp.demo.server import KIND_AGENT_AUDIO, KIND_FRAME, StreamResampler, pack, pcm16, tts_available, unpack
+from infp.demo.server import KIND_FRAME, StreamResampler, pack, pcm16, tts_available, unpack
 from infp.io import read_frames
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 
-from infp.eval.dialogue import DURATION, SCHEDULE, compose
-from infp.face.landmarks import mouth_opening
-from infp.eval.mouth_probe import fit_mouth_probe
 from infp.audio.vad import frame_speech_prob
+from infp.eval.dialogue import DURATION, SCHEDULE, compose
+from infp.eval.mouth_probe import fit_mouth_probe
+from infp.face.landmarks import mouth_opening
 
 
 def test_mouth_probe_recovers_a_linear_mouth_code(sample_corpus, tmp_path):
@@ -38,7 +38,7 @@ def test_face_id_embeddings_tell_people_apart(samples):
     from infp.eval.face_metrics import identity_score
     from infp.face import FaceDetector
     from infp.io import iter_frames
-    from infp.pipelines.portrait import load_portrait
+    from infp.runtime.portrait import load_portrait
 
     if not face_id.available():
         pytest.skip("needs the eval extra (dlib-bin, face_recognition_models)")

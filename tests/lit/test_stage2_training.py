@@ -4,10 +4,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from infp.data.extract import extract_motion
 from infp.launch import _fill_from_model, train
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.head_imitation import HeadImitationNet
-from infp.pipelines.extract import extract_motion
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 

@@ -51,13 +51,13 @@ def test_checkpoint_round_trip(tmp_path):
     back = HeadImitationNet.from_pretrained(tmp_path / "ckpt")
     with torch.no_grad():
         assert torch.equal(back(x, x, x.flip(0)), ref)
-    with pytest.raises(InfpError, match="not a checkpoint folder"):
+    with pytest.raises(InfpError, match="config.yaml: missing"):
         HeadImitationNet.from_pretrained(tmp_path)
 
 
 def test_motion_latent_ignores_identity_regions(samples):
     """Repainting everything but eyes and lips (skin, nose, hair, background) leaves the latent unchanged."""
-    from infp.pipelines.portrait import load_portrait
+    from infp.runtime.portrait import load_portrait
 
     pt = load_portrait(samples / "portraits" / "lp_s5.jpg", 256)
     keep = region_mask(pt.landmarks, 256) > 0
@@ -80,7 +80,7 @@ def test_motion_latent_ignores_identity_regions(samples):
 
 def test_identity_score_prefers_the_source(samples):
     from infp.eval.face_metrics import identity_score
-    from infp.pipelines.portrait import load_portrait
+    from infp.runtime.portrait import load_portrait
 
     a = load_portrait(samples / "portraits" / "lp_s1.jpg", 256).crop
     b = load_portrait(samples / "portraits" / "hallo_1.jpg", 256).crop
@@ -91,7 +91,7 @@ def test_identity_score_prefers_the_source(samples):
 
 def test_keypoints_of_real_landmarks_and_their_sparse_motion(samples):
     from infp.models.keypoints import KEYPOINTS, N_KEYPOINTS, heatmaps, normalise_keypoints, sparse_motion
-    from infp.pipelines.portrait import load_portrait
+    from infp.runtime.portrait import load_portrait
 
     pt = load_portrait(samples / "portraits" / "lp_s5.jpg", 256)
     kp = normalise_keypoints(pt.landmarks, 256)

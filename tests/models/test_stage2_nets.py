@@ -1,10 +1,9 @@
 import numpy as np
-import pytest
 import torch
 
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.motion_guider import MotionGuider
-from infp.pipelines.motion import MotionStream, generate_motion
+from infp.runtime.motion import MotionStream, generate_motion
 
 SMALL = dict(motion_dim=8, audio_dim=16, audio_hidden=16, guide_dim=32, bank_size=8, style_dim=8, dit_dim=32, depth=2)
 

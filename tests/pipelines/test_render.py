@@ -8,7 +8,8 @@ import pytest
 import soundfile as sf
 
 from infp.io import probe, read_audio, read_frames, write_image, write_wav
-from infp.pipelines.render import Pipeline, RenderSettings, conversation_state
+from infp.pipelines.render import Pipeline, RenderSettings
+from infp.runtime.overlay import conversation_state
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,12 @@ import json
 import numpy as np
 import pytest
 
+from infp.data.extract import extract_motion
 from infp.errors import InfpError
 from infp.io import probe, read_audio, read_frames, write_video
 from infp.models.head_imitation import HeadImitationNet
-from infp.pipelines.extract import extract_motion
-from infp.pipelines.reenact import Stage1Runner, reenact
+from infp.pipelines.reenact import reenact
+from infp.runtime.stage1 import Stage1Runner
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,10 @@ import pytest
 
 from infp.audio.vad import frame_speech_prob
 from infp.io import read_audio
-from infp.pipelines.portrait import load_portrait
-from infp.pipelines.render import Pipeline, RenderSettings, conversation_state
-from infp.pipelines.streaming import StreamingSession, frame_state, level_db
+from infp.pipelines.render import Pipeline, RenderSettings
+from infp.runtime.overlay import conversation_state, frame_state
+from infp.runtime.portrait import load_portrait
+from infp.runtime.streaming import StreamingSession, level_db
 
 
 @pytest.fixture(scope="module")

@@ -28,19 +28,12 @@ import numpy as np
 import torch
 
 from infp.audio.vad import StreamingVAD
-from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, VAD_CHUNK
+from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD, VAD_CHUNK
 from infp.models.audio_to_motion import AudioToMotionNet
-from infp.pipelines.motion import MotionStream
-from infp.pipelines.portrait import Portrait
-from infp.pipelines.reenact import Stage1Runner
-
-STATES = ("idle", "speaking", "listening", "both")
-OVERLAY_LANE = 50  # frames of voice activity drawn by the overlay
-
-
-def frame_state(vad_self: float, vad_other: float, threshold: float = 0.5) -> str:
-    """idle / speaking (self only) / listening (other only) / both, from one frame's two VAD values."""
-    return STATES[int(vad_self > threshold) + 2 * int(vad_other > threshold)]
+from infp.runtime.motion import MotionStream
+from infp.runtime.overlay import OVERLAY_LANE, draw_overlay, frame_state
+from infp.runtime.portrait import Portrait
+from infp.runtime.stage1 import Stage1Runner
 
 
 def level_db(x: np.ndarray) -> float:
@@ -83,7 +76,7 @@ class StreamingSession:
 
     def __init__(self, stage1: Stage1Runner, stage2: AudioToMotionNet, portrait: Portrait, *, steps: int = 6,
                  cfg_scale: float = 2.0, seed: int = 0, paste_back: bool = False, overlay: bool = False,
-                 vad: np.ndarray | None = None, vad_threshold: float = 0.5, render_batch: int | None = None,
+                 vad: np.ndarray | None = None, vad_threshold: float = SPEECH_THRESHOLD, render_batch: int | None = None,
                  device: str | torch.device = "cpu", timings: dict | None = None) -> None:
         self.stage1 = stage1
         self.device = torch.device(device)
@@ -194,8 +187,6 @@ class StreamingSession:
             yield from group
 
     def _finish(self, img: np.ndarray, f: StreamFrame) -> np.ndarray:
-        from infp.pipelines.render import draw_overlay
-
         if self.paste_back:
             img = self.portrait.paste(img)
         if self.overlay:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from infp.constants import SAMPLES_PER_FRAME
+from infp.constants import FPS, SAMPLES_PER_FRAME
 from infp.diffusion import CosineSchedule, cfg_denoiser, sample_ddim
 from infp.models.audio_to_motion import AudioToMotionNet
 
@@ -19,15 +19,15 @@ from infp.models.audio_to_motion import AudioToMotionNet
 class MotionStream:
     """Streaming stage-2 generator; algorithmic look-ahead = (window - 1) frames."""
 
-    def __init__(self, net: AudioToMotionNet, neutral: torch.Tensor, spread: torch.Tensor | None = None,
+    def __init__(self, net: AudioToMotionNet, rest: torch.Tensor, spread: torch.Tensor | None = None,
                  steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, device: str | torch.device = "cpu") -> None:
         self.net = net.eval().to(device)
         self.device = torch.device(device)
         self.steps, self.cfg_scale = steps, cfg_scale
         self.schedule = CosineSchedule()
-        self.neutral = neutral.reshape(1, -1).to(self.device)  # (1, D) stage-1 latent of the portrait
+        self.rest = rest.reshape(1, -1).to(self.device)  # (1, D) stage-1 latent of the portrait
         with torch.no_grad():
-            self.style = net.style(self.neutral, None if spread is None else spread.reshape(1, -1).to(self.device))
+            self.style = net.style(self.rest, None if spread is None else spread.reshape(1, -1).to(self.device))
         self.seed = seed
         self.reset()
 
@@ -37,7 +37,7 @@ class MotionStream:
 
     @property
     def lookahead_ms(self) -> float:
-        return (self.net.window - 1) * 1000 / 25
+        return (self.net.window - 1) * 1000 / FPS
 
     def reset(self) -> None:
         """Start a new conversation: no audio, no previous motion, the noise sequence from the seed."""
@@ -90,15 +90,15 @@ class MotionStream:
         # keep only the audio history the next step needs
         keep = (p + net.audio_context) * SAMPLES_PER_FRAME + self.ready - w * SAMPLES_PER_FRAME
         self.audio = self.audio[:, -keep:] if keep > 0 else self.audio[:, :0]
-        latents = self.neutral + x[0] * net.motion_scale
+        latents = self.rest + x[0] * net.motion_scale
         return latents.cpu().numpy().astype(np.float32)
 
 
-def generate_motion(net: AudioToMotionNet, self_audio: np.ndarray, other_audio: np.ndarray, neutral: torch.Tensor,
+def generate_motion(net: AudioToMotionNet, self_audio: np.ndarray, other_audio: np.ndarray, rest: torch.Tensor,
                     steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, spread: torch.Tensor | None = None,
                     device: str | torch.device = "cpu") -> np.ndarray:
     """Latents (T, D) for T = ceil(N / 640) frames of dyadic audio (self, other), offline."""
     n_frames = -(-len(self_audio) // SAMPLES_PER_FRAME)
-    stream = MotionStream(net, neutral, spread, steps, cfg_scale, seed, device)
+    stream = MotionStream(net, rest, spread, steps, cfg_scale, seed, device)
     lat = np.concatenate([stream.push(self_audio, other_audio), stream.flush()])
     return lat[:n_frames]

@@ -1,4 +1,8 @@
-"""Motion latents of a clip corpus: every clip's frames -> (T, D) float32, for stage-2 training."""
+"""Motion latents of a clip corpus: every clip's frames -> (T, D) float32, for stage-2 training.
+
+The stage-1 motion encoder runs as the renderer runs it (channels-last, inference mode), so a clip's
+latents are those the inference runtime would compute for the same frames.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,17 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from infp.constants import FPS
 from infp.data.clips import ClipIndex, nearest_valid_index
 from infp.errors import InfpError
 from infp.face import motion_input
 from infp.io import iter_frames
 from infp.io.atomic import atomic_output, atomic_write_text
+from infp.models.head_imitation import HeadImitationNet
+from infp.models.images import to_tensor
 from infp.models.pretrained import checkpoint_id
-from infp.pipelines.reenact import Stage1Runner
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +36,24 @@ def _nearest_valid(landmarks: np.ndarray) -> np.ndarray:
     return nearest_valid_index(ok)
 
 
-def clip_motion(runner: Stage1Runner, clip_dir: Path, batch: int = 32) -> np.ndarray:
+class MotionEncoder:
+    """The motion encoder of a stage-1 checkpoint: masked motion inputs (RGB uint8) -> latents (B, D)."""
+
+    def __init__(self, net: HeadImitationNet, device: str | torch.device = "cpu") -> None:
+        self.net = net.to(device).to(memory_format=torch.channels_last).eval()
+        self.device = torch.device(device)
+        self.size = net.image_size
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "MotionEncoder":
+        return cls(HeadImitationNet.from_pretrained(folder), device)
+
+    @torch.inference_mode()
+    def encode(self, masked: list[np.ndarray]) -> torch.Tensor:
+        return self.net.encode_motion(torch.stack([to_tensor(m) for m in masked]).to(self.device))
+
+
+def clip_motion(runner: MotionEncoder, clip_dir: Path, batch: int = 32) -> np.ndarray:
     """(T, D) motion latents of one clip (frames without landmarks use the nearest frame's landmarks)."""
     meta = json.loads((clip_dir / "meta.json").read_text())
     lm = np.load(clip_dir / "landmarks.npy").astype(np.float32) * (runner.size / meta["size"])
@@ -60,7 +84,7 @@ def extract_motion(corpus: str | Path, checkpoint: str | Path, out: str | Path |
     corpus, checkpoint = Path(corpus), Path(checkpoint)
     out = Path(out) if out is not None else corpus / MOTION_DIR
     index = ClipIndex(corpus)
-    runner = Stage1Runner.from_pretrained(checkpoint, device)
+    runner = MotionEncoder.from_pretrained(checkpoint, device)
     ckpt = checkpoint_id(checkpoint)
     info_path = out / "info.json"
     if info_path.is_file():
@@ -69,7 +93,7 @@ def extract_motion(corpus: str | Path, checkpoint: str | Path, out: str | Path |
             raise InfpError(f"holds latents of another checkpoint ({old.get('checkpoint_id')}); choose another --out", out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(info_path, json.dumps({"checkpoint": str(checkpoint), "checkpoint_id": ckpt,
-                                             "motion_dim": runner.net.motion_dim, "fps": 25}, indent=1))
+                                             "motion_dim": runner.net.motion_dim, "fps": FPS}, indent=1))
     done = skipped = 0
     failed: list[str] = []
     for e in tqdm(index.entries, unit="clip", disable=not progress, desc="extract-motion"):
