@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, NoReturn
 
+from infp.constants import SPEECH_THRESHOLD
 from infp.errors import InfpError
 
 log = logging.getLogger("infp")
@@ -387,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("vad", help="speech per channel of an audio file (silero VAD at 25 fps)")
     p.add_argument("audio", type=Path)
-    p.add_argument("--threshold", type=finite_float(0.0, 1.0), default=0.5)
+    p.add_argument("--threshold", type=finite_float(0.0, 1.0), default=SPEECH_THRESHOLD)
     p.set_defaults(func=cmd_vad)
     return ap
 

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import torch
 
-from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME, VAD_CHUNK
+from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD, VAD_CHUNK
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,10 @@ def frame_speech_prob(audio: np.ndarray, n_frames: int | None = None, samples_pe
 
 def speech_segments(
     prob: np.ndarray,
-    threshold: float = 0.5,
+    threshold: float = SPEECH_THRESHOLD,
     min_speech: int = 5,
     min_silence: int = 8,
-    fps: float = 25.0,
+    fps: float = FPS,
 ) -> list[tuple[float, float]]:
     """Speech segments (start s, end s) from one channel's per-frame probabilities.
 

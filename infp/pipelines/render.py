@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from infp.audio.vad import frame_speech_prob
-from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD
 from infp.errors import InfpError, MediaError, SettingsError
 from infp.io import is_silent, read_dialogue, write_video
 from infp.io.atomic import atomic_write_text
@@ -44,7 +44,7 @@ class RenderSettings:
     audio_out: str = "mix"  # mix | self | none
     overlay: bool = False
     face_index: int | None = None
-    vad_threshold: float = 0.5
+    vad_threshold: float = SPEECH_THRESHOLD
 
     def __post_init__(self) -> None:
         """Refuse settings that would render garbage: a NaN guidance scale gives black frames, not an error."""
