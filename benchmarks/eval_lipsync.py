@@ -1,0 +1,151 @@
+"""Lip sync on held-out own-voice speech: the avatar's mouth against the real speaker's, beside the loudness floor.
+
+For every held-out clip (``infp.eval.lipsync.held_out_clips``: ``talking_eval/`` and the held-out
+speakers of ``talking/``), the clip's own speech is rendered (a) on the clip's own first frame and
+(b) on portraits that are not in the training corpus. The rendered mouth (face-mesh mouth opening
+per frame) is compared with the clip's real mouth: Pearson r at the best lag within ±2 frames, the
+lag (positive: the avatar is late) and the std ratio (avatar / real). Beside each: the loudness
+envelope of the same speech scored against the same real mouth on the same frames — what "open the
+mouth with the loudness" would score.
+
+    python benchmarks/eval_lipsync.py --max-clips 8 --max-seconds 8 --out outputs/eval/lipsync.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from infp.constants import FPS, SAMPLE_RATE
+from infp.errors import InfpError
+from infp.eval.lipsync import (
+    MIN_PAIRS,
+    LipSyncScore,
+    held_out_clips,
+    loudness_envelope,
+    mean_scores,
+    mouth_track,
+    score_clip,
+    video_mouth_track,
+)
+from infp.io import iter_frames, read_audio, read_image, to_mono
+from infp.pipelines.render import Pipeline, RenderSettings
+
+REPO = Path(__file__).resolve().parents[1]
+OWN = "own first frame"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def first_frame(clip: Path) -> np.ndarray:
+    """The clip's first frame at 25 fps (the decoder is stopped right after it)."""
+    frames = iter_frames(clip, fps=FPS)
+    try:
+        return np.array(next(frames))
+    finally:
+        frames.close()
+
+
+def render_track(pipe: Pipeline, portrait: np.ndarray, speech: np.ndarray, seed: int, steps: int) -> np.ndarray:
+    """Mouth track of ``speech`` rendered on ``portrait`` as the avatar's own voice (partner silent)."""
+    frames = pipe.render(portrait, self_audio=speech, other_audio=None, settings=RenderSettings(seed=seed, steps=steps))
+    return mouth_track(frames)
+
+
+def evaluate_clip(pipe: Pipeline, clip: Path, portraits: dict[str, np.ndarray], args: argparse.Namespace) -> list[LipSyncScore]:
+    """Scores of one clip: its own first frame (when it shows a face), then each unseen portrait."""
+    speech = to_mono(read_audio(clip))
+    if args.max_seconds:
+        speech = speech[: int(args.max_seconds * SAMPLE_RATE)]
+    real = video_mouth_track(clip, args.max_seconds)
+    loud = loudness_envelope(speech)
+    log(f"  real mouth: {np.isfinite(real).sum()}/{len(real)} frames with a face")
+    if np.isfinite(real).sum() < MIN_PAIRS:
+        log(f"  skip {clip.name}: too few frames with a face to compare mouths")
+        return []
+    targets = dict(portraits)
+    if np.isfinite(real[:1]).all():
+        targets = {OWN: first_frame(clip), **targets}
+    else:
+        log(f"  skip {OWN}: no face on the first frame of {clip.name}")
+    scores = []
+    for name, image in targets.items():
+        t0 = time.perf_counter()
+        try:
+            avatar = render_track(pipe, image, speech, args.seed, args.steps)
+        except InfpError as exc:
+            log(f"  skip {name}: {exc}")
+            continue
+        scores.append(score_clip(clip.name, name, avatar, real, loud))
+        s = scores[-1]
+        log(f"  {name}: r {s.r:+.3f} (lag {s.lag:+d}), std ratio {s.std_ratio:.2f}, loudness r {s.loudness_r:+.3f}"
+            f"  [{time.perf_counter() - t0:.0f} s]")
+    return scores
+
+
+def table(scores: list[LipSyncScore]) -> str:
+    """Per-clip rows and the means of (a) own first frame and (b) unseen portraits."""
+    lines = [f"{'clip':<58} {'portrait':<16} {'frames':>6} {'r':>7} {'lag':>4} {'std':>5} {'loud r':>7} {'lag':>4}"]
+    for s in scores:
+        lines.append(f"{s.clip[-58:]:<58} {s.portrait:<16} {s.valid:>6} {s.r:>+7.3f} {s.lag:>+4d} {s.std_ratio:>5.2f}"
+                     f" {s.loudness_r:>+7.3f} {s.loudness_lag:>+4d}")
+    for label, m in means(scores).items():
+        lines.append(f"mean {label:<33} clips {m['clips']:>3}   r {m['r']:+.3f}  |lag| {m['abs_lag']:.2f}  "
+                     f"std {m['std_ratio']:.2f}  loudness r {m['loudness_r']:+.3f}")
+    return "\n".join(lines)
+
+
+def means(scores: list[LipSyncScore]) -> dict[str, dict]:
+    own = [s for s in scores if s.portrait == OWN]
+    unseen = [s for s in scores if s.portrait != OWN]
+    return {"(a) own first frame": mean_scores(own), "(b) unseen portraits": mean_scores(unseen)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", type=Path, default=REPO / "weights")
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="the shared data folder")
+    ap.add_argument("--portraits", type=Path, nargs="*", default=sorted((REPO / "data/samples/portraits").glob("*.jpg")),
+                    help="unseen portraits (default: data/samples/portraits/*.jpg); none: own first frame only")
+    ap.add_argument("--clips", nargs="*", default=None, help="only clips whose file name contains one of these, in this order")
+    ap.add_argument("--max-clips", type=int, default=None)
+    ap.add_argument("--max-seconds", type=float, default=None, help="seconds of each clip to use (from its start)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--out", type=Path, default=None, help="JSON with every score and the means")
+    args = ap.parse_args()
+
+    clips = held_out_clips(args.data)
+    if args.clips:  # in the order asked for
+        clips = list(dict.fromkeys(c for k in args.clips for c in clips if k in c.name))
+    clips = clips[: args.max_clips]
+    if not clips:
+        sys.exit(f"no held-out clips under {args.data}")
+    pipe = Pipeline.from_pretrained(args.weights)
+    portraits = {p.stem: read_image(p) for p in args.portraits}
+    scores: list[LipSyncScore] = []
+    for i, clip in enumerate(clips, 1):
+        log(f"[{i}/{len(clips)}] {clip.parent.name}/{clip.name}")
+        scores += evaluate_clip(pipe, clip, portraits, args)
+        if args.out:  # after every clip: a long run stopped early keeps what it measured
+            write_report(args, clips[:i], scores)
+    print(table(scores))
+
+
+def write_report(args: argparse.Namespace, clips: list[Path], scores: list[LipSyncScore]) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"weights": str(args.weights), "max_seconds": args.max_seconds, "seed": args.seed, "steps": args.steps,
+              "clips": [str(c.relative_to(args.data)) for c in clips], "scores": [s.as_dict() for s in scores],
+              "means": means(scores)}
+    args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
