@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from infp.constants import SPEECH_THRESHOLD
+from infp.constants import MAX_CFG_SCALE, MAX_SEED, MAX_STEPS, SPEECH_THRESHOLD
 from infp.errors import InfpError
 
 log = logging.getLogger("infp")
@@ -25,10 +25,7 @@ def _quiet_native_logs() -> None:
 
 # Numeric options are checked when the command line is parsed, so a typo fails in a second with one
 # line instead of after model loading, or worse, not at all (a NaN guidance scale renders black frames).
-# The render limits match RenderSettings (infp/pipelines/render.py), which checks them again for API callers.
-MAX_STEPS = 1000
-MAX_CFG_SCALE = 20.0
-MAX_SEED = 2**63 - 1
+# The render limits (infp.constants) are the ones RenderSettings checks again for API callers.
 MIN_CLIP_SECONDS = 2.0  # PrepareConfig.min_clip_seconds: a shorter segment is merged into its neighbour
 
 

@@ -14,3 +14,14 @@ VAD_CHUNK = 512
 
 SPEECH_THRESHOLD = 0.5
 """A frame has speech when its VAD probability exceeds this (clip statistics, overlay, speaking/listening state)."""
+
+# Limits of a rendering's settings, checked by the command line at parse time and by RenderSettings.
+
+MAX_STEPS = 1000
+"""Most diffusion steps accepted (the sampler's time grid is continuous; more only costs time)."""
+
+MAX_CFG_SCALE = 20.0
+"""Largest guidance scale accepted: far beyond useful values, low enough to catch a slipped digit."""
+
+MAX_SEED = 2**63 - 1
+"""Seeds are non-negative and fit torch.Generator.manual_seed."""

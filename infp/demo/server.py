@@ -315,19 +315,17 @@ class TooLong(InfpError):
 
 
 def audio_seconds(path: Path, name: str) -> float | None:
-    """Duration an audio file declares in its header (None when it declares none), without decoding it."""
-    from infp.io.ffmpeg import ffmpeg_exe
+    """Duration an audio file declares in its header (None when it declares none), without decoding it;
+    errors name the client's file, not the temporary it was saved as."""
+    from infp.io.ffmpeg import probe
 
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *SAFE_INPUT, "-i", str(path)],
-                          capture_output=True, text=True, errors="replace", timeout=60)
-    if "Duration:" in proc.stderr and "Audio:" not in proc.stderr:
+    try:
+        info = probe(path, input_args=SAFE_INPUT)
+    except MediaError as e:
+        raise MediaError(e.problem.replace("cannot read media", "cannot read this as audio"), name) from None
+    if not info.has_audio:
         raise MediaError("has no audio stream", name)
-    if "Audio:" not in proc.stderr:
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        reason = lines[-1].split(": ", 1)[-1] if lines else "unknown format"
-        raise MediaError(f"cannot read this as audio ({reason[:120]})", name)
-    m = re.search(r"Duration: (\d+):(\d+):([\d.]+)", proc.stderr)
-    return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
+    return info.duration
 
 
 def decode_audio(path: Path, max_s: float, name: str | None = None) -> np.ndarray:

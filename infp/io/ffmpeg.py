@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from infp.errors import MediaError
 
@@ -52,15 +53,18 @@ class MediaInfo:
         return self.audio_rate is not None
 
 
-def probe(path: str | Path) -> MediaInfo:
-    """Parse the first video and audio stream of ``path``; raise MediaError if ffmpeg cannot open it."""
+def probe(path: str | Path, input_args: Sequence[str] = ()) -> MediaInfo:
+    """Parse the first video and audio stream of ``path``; raise MediaError if ffmpeg cannot open it.
+
+    ``input_args``: ffmpeg options placed before ``-i`` (e.g. the demo server's format and protocol
+    whitelists for files from clients)."""
     path = Path(path)
     if not path.is_file():
         raise MediaError("file not found", path)
     if path.stat().st_size == 0:
         raise MediaError("file is empty (0 bytes)", path)
     proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", *input_args, "-i", str(path)],
         capture_output=True, text=True, errors="replace",
     )
     text = proc.stderr

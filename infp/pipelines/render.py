@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from infp.audio.vad import frame_speech_prob
-from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD
+from infp.constants import FPS, MAX_CFG_SCALE, MAX_SEED, MAX_STEPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD
 from infp.errors import InfpError, MediaError, SettingsError
 from infp.io import is_silent, read_dialogue, write_video
 from infp.io.atomic import atomic_write_text
@@ -57,15 +57,6 @@ class RenderSettings:
         if self.audio_out not in AUDIO_OUT:
             raise SettingsError(f"audio_out must be one of {AUDIO_OUT}, not {self.audio_out!r}")
 
-
-MAX_STEPS = 1000
-"""Most diffusion steps accepted (the sampler's time grid is continuous; more only costs time)."""
-
-MAX_CFG_SCALE = 20.0
-"""Largest guidance scale accepted: far beyond useful values, low enough to catch a slipped digit."""
-
-MAX_SEED = 2**63 - 1
-"""Seeds are non-negative and fit torch.Generator.manual_seed."""
 
 AUDIO_OUT = ("mix", "self", "none")
 
