@@ -105,12 +105,80 @@ def _summary_lines(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def shard_spec(text: str) -> tuple[int, int]:
+    """``--shard K/N``: shard K (from 0) of N."""
+    from infp.data.shards import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+SLURM_ONLY = ("partition", "account", "qos", "timeout_min", "mem_gb", "array_parallelism")
+
+
+def _check_prepare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Combinations of prepare's options, refused at parse time like a bad number."""
+    if args.launcher is not None and args.shards is None:
+        parser.error("--launcher needs --shards N")
+    if args.no_wait and args.shards is None:
+        parser.error("--no-wait needs --shards N")
+    given = [f"--{k.replace('_', '-')}" for k in SLURM_ONLY if getattr(args, k) is not None]
+    if given and args.launcher != "slurm":
+        parser.error(f"{given[0]} needs --launcher slurm")
+    if args.no_wait and args.launcher != "slurm":
+        parser.error("--no-wait needs --launcher slurm (local jobs end with this command)")
+
+
+def _prepare_workers(args: argparse.Namespace) -> int:
+    if args.workers is not None:
+        return args.workers
+    cpus = os.cpu_count() or 2
+    if args.shards is not None and args.launcher == "slurm":
+        return 4  # CPUs per shard job
+    if args.shards is not None:
+        return max(1, cpus // args.shards)  # local shards share this machine
+    return max(1, cpus - 1)
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from infp.data.prepare import PrepareConfig, prepare
 
     cfg = PrepareConfig(size=args.size, clip_seconds=args.clip_seconds, min_face_ratio=args.min_face_ratio,
-                        val_fraction=args.val_fraction, workers=args.workers)
+                        val_fraction=args.val_fraction, workers=_prepare_workers(args))
+    if args.shards is not None:
+        from infp.data.shards import SlurmOptions, launch
+
+        slurm = SlurmOptions(**{k: getattr(args, k) for k in SLURM_ONLY if getattr(args, k) is not None})
+        summary = launch(args.manifest, args.out, args.shards, cfg, launcher=args.launcher or "local", slurm=slurm,
+                         wait=not args.no_wait)
+        for s in summary["submitted"]:
+            print(f"shard {s['shard']}: job {s['job']} ({s['recordings']} recordings)")
+        if "clips" not in summary:
+            print(f"submitted; when the jobs are done: infp prepare-merge {args.out} --shards {args.shards} "
+                  f"--manifest {args.manifest} (or run this command again: it submits only unfinished shards)")
+            return 0
+        print(_summary_lines(summary))
+        return 0
+    if args.shard is not None:
+        k, n = args.shard
+        summary = prepare(args.manifest, args.out, cfg, progress=not args.quiet, shard=(k, n))
+        print(f"shard {k}/{n}: {summary['recordings_in_shard']} recordings, {summary['processed']} processed, "
+              f"{summary['already_done']} already done, {summary['new_clips']} new clips, {summary['reused_clips']} reused")
+        for s in summary["skipped_recordings"]:
+            print(f"skipped recording {s['recording']}: {s['reason']}")
+        print(f"when all {n} shards are done: infp prepare-merge {args.out} --shards {n} --manifest {args.manifest}")
+        return 0
     summary = prepare(args.manifest, args.out, cfg, progress=not args.quiet)
+    print(_summary_lines(summary))
+    return 0
+
+
+def cmd_prepare_merge(args: argparse.Namespace) -> int:
+    from infp.data.shards import merge
+
+    summary = merge(args.out, args.shards, args.manifest)
     print(_summary_lines(summary))
     return 0
 
@@ -292,9 +360,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-seconds", type=clip_seconds, default=20.0, help="segment length (0: whole recording)")
     p.add_argument("--min-face-ratio", type=finite_float(0.0, 1.0), default=0.5, help="skip clips with fewer face frames")
     p.add_argument("--val-fraction", type=finite_float(0.0, 1.0, hi_open=True), default=0.1, help="share of recordings held out")
-    p.add_argument("--workers", type=positive_int, default=max(1, (os.cpu_count() or 2) - 1), help="worker processes")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="worker processes (default: CPUs - 1; per shard job: 4 on SLURM, CPUs / N locally)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_prepare)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--shard", type=shard_spec, default=None, metavar="K/N",
+                   help="prepare only shard K (from 0) of N, in this process; then infp prepare-merge")
+    g.add_argument("--shards", type=positive_int, default=None, metavar="N",
+                   help="run all N shards as a job array (submitit), wait and merge; reruns only unfinished shards")
+    p.add_argument("--launcher", choices=("local", "slurm"), default=None, help="with --shards: where the jobs run (local)")
+    p.add_argument("--partition", default=None, help="SLURM partition")
+    p.add_argument("--account", default=None, help="SLURM account")
+    p.add_argument("--qos", default=None, help="SLURM QOS")
+    p.add_argument("--timeout-min", type=positive_int, default=None, help="SLURM time limit per shard job (1440)")
+    p.add_argument("--mem-gb", type=finite_float(0.5, 4096.0), default=None, help="SLURM memory per shard job (16)")
+    p.add_argument("--array-parallelism", type=positive_int, default=None, help="SLURM jobs running at once (256)")
+    p.add_argument("--no-wait", action="store_true", help="SLURM: submit and return; merge later")
+    p.set_defaults(func=cmd_prepare, check=_check_prepare)
+
+    p = sub.add_parser("prepare-merge", help="index, splits and log of a corpus prepared in shards")
+    p.add_argument("out", type=Path, help="corpus folder the shards wrote into")
+    p.add_argument("--shards", type=positive_int, required=True, metavar="N", help="number of shards it was split into")
+    p.add_argument("--manifest", type=Path, default=None, help="also check that every recording of it is accounted for")
+    p.set_defaults(func=cmd_prepare_merge)
 
     p = sub.add_parser("sample-corpus", help="build the small sample corpus from real sample media")
     p.add_argument("--media", type=Path, default=None,
@@ -392,7 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     _quiet_native_logs()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "check", None) is not None:
+        args.check(parser._subparsers._group_actions[0].choices[args.command], args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     installed, previous = _handle_sigterm()
     try:

@@ -26,6 +26,10 @@ VIDEO_AUDIO = "video"
 SILENCE = "silence"
 """Audio spec meaning "this party never speaks" (same as ``null``)."""
 
+MIXED = "mixed"
+"""Audio spec meaning "the video's own track, shared with the other face party": who speaks when is
+assigned from the faces (``infp.data.turns``); same as ``{path: video, mixed: true}``."""
+
 NAMED_REGIONS = {
     "full": (0.0, 0.0, 1.0, 1.0),
     "left": (0.0, 0.0, 0.5, 1.0),
@@ -43,6 +47,7 @@ class AudioSpec:
     path: Path | None  # None: the video's own audio track
     channel: int | None = None  # None: average of all channels
     offset: float = 0.0  # seconds; > 0 delays the audio against the video
+    mixed: bool = False  # one track shared by two faces: the party's turns are assigned from the faces
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,7 @@ RECORDING_FIELDS: dict[str, Field] = {
 PARTY_FIELDS: dict[str, Field] = {
     "name": Field((STRING,), pattern=_ID, what=f"a string of {_NAME}"),
     "audio": Field((STRING, MAPPING),
-                   what="a path, 'video', 'silence', null or {path, channel, offset}"),
+                   what="a path, 'video', 'mixed', 'silence', null or {path, channel, offset, mixed}"),
     "face": Field((BOOLEAN,), default=True, nullable=False),
     "region": Field((STRING, LIST), default="full",
                     what=f"one of {sorted(NAMED_REGIONS)} or [x0, y0, x1, y1]"),
@@ -143,6 +148,7 @@ AUDIO_FIELDS: dict[str, Field] = {
     "path": Field((STRING,), required=True, nullable=False, what="a path or 'video' (a string)"),
     "channel": Field((INTEGER,), minimum=0, what="a whole number >= 0 (null: all channels averaged)"),
     "offset": Field((NUMBER,), default=0.0, nullable=False, what="a number of seconds"),
+    "mixed": Field((BOOLEAN,), default=False, nullable=False),
 }
 TOP_FIELDS: dict[str, Field] = {
     "root": Field((STRING,), default=".", what="a folder path (a string)"),
@@ -218,9 +224,11 @@ def _failer(manifest: Path, where: str) -> Callable[[str], ManifestError]:
 
 
 def _audio(value: Any, base: Path, manifest: Path, where: str) -> AudioSpec | None:
-    """null / 'silence' / 'video' / a path / {path, channel, offset} -> AudioSpec (None: silence)."""
+    """null / 'silence' / 'video' / 'mixed' / a path / {path, channel, offset, mixed} -> AudioSpec (None: silence)."""
     if value is None or value == SILENCE:
         return None
+    if value == MIXED:
+        value = {"path": VIDEO_AUDIO, "mixed": True}
     if isinstance(value, str):
         value = {"path": value}
     spec = check_fields(value, AUDIO_FIELDS, "audio", _failer(manifest, f"{where}, audio"))
@@ -228,7 +236,7 @@ def _audio(value: Any, base: Path, manifest: Path, where: str) -> AudioSpec | No
     path = None if raw == VIDEO_AUDIO else (base / raw).resolve()
     if path is not None and not path.is_file():
         raise _err(manifest, where, f"audio file not found: {path}")
-    return AudioSpec(path, spec["channel"], float(spec["offset"]))
+    return AudioSpec(path, spec["channel"], float(spec["offset"]), spec["mixed"])
 
 
 def _region(value: str | list, manifest: Path, where: str) -> tuple[float, float, float, float]:
@@ -278,7 +286,26 @@ def _recording(entry: Any, i: int, seen: set[str], base: Path, manifest: Path) -
     parties = tuple(_party(rp, j, names, base, manifest, where) for j, rp in enumerate(v["parties"]))
     if not any(p.face for p in parties):
         raise _err(manifest, where, "no party has a face (face: false everywhere)")
+    _check_mixed(parties, manifest, where)
     return Recording(rid, video, parties, v["split"], _meta(v["meta"], manifest, where))
+
+
+def _check_mixed(parties: tuple[Party, ...], manifest: Path, where: str) -> None:
+    """Mixed-track parties: exactly two, both with a face, both naming the same track."""
+    mixed = [(j, p) for j, p in enumerate(parties) if p.audio is not None and p.audio.mixed]
+    if not mixed:
+        return
+    for j, p in mixed:
+        if not p.face:
+            raise _err(manifest, f"{where}, party {j + 1}",
+                       "audio: mixed needs the party's face (turns are assigned from it), got face: false")
+    if len(mixed) != 2:
+        raise _err(manifest, where, f"audio: mixed is for two faces sharing one track, got {len(mixed)} mixed "
+                                    f"part{'y' if len(mixed) == 1 else 'ies'}")
+    (_, a), (j, b) = mixed
+    if a.audio != b.audio:
+        raise _err(manifest, f"{where}, party {j + 1}",
+                   f"audio: mixed parties must share one track (same path, channel and offset as party {a.name!r})")
 
 
 def parse_recordings(entries: list[Any], base: Path, manifest: Path) -> list[Recording]:

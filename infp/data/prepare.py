@@ -46,6 +46,7 @@ CLIPS_DIR = "clips"
 RECORDINGS_DIR = "recordings"
 WORK_DIR = ".work"
 LOG_FILE = "prepare_log.jsonl"
+SHARDS_DIR = "shards"  # per-shard logs and completion markers of a sharded run (infp.data.shards)
 CLIP_GOP = FPS  # one key frame a second: cheap random access to clip frames during training
 
 
@@ -116,6 +117,25 @@ def segment_bounds(n_frames: int, clip_frames: int, min_frames: int) -> list[tup
 
 def clip_id(recording: str, party: str, segment: int) -> str:
     return f"{recording}__{party}__{segment:03d}"
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def shard_of(recording_id: str, n_shards: int) -> int:
+    """Shard (0 .. n_shards - 1) of a recording: a hash of its id, so the same on every machine and run."""
+    h = hashlib.sha1(f"shard:{recording_id}".encode()).hexdigest()[:12]
+    return int(h, 16) % n_shards
+
+
+def shard_name(k: int, n_shards: int) -> str:
+    return f"{k:05d}-of-{n_shards:05d}"
+
+
+def _owner(cid: str, ids: Sequence[str]) -> str | None:
+    """The recording a clip id belongs to: the longest id that prefixes ``cid`` as ``<id>__``."""
+    owners = [i for i in ids if cid.startswith(f"{i}__")]
+    return max(owners, key=len) if owners else None
 
 
 # --------------------------------------------------------------------------- audio
@@ -256,13 +276,18 @@ def process_recording(
     try:
         # Audio first: a broken audio file should fail fast, before tracking.
         n_audio = capacity * SAMPLES_PER_FRAME
-        tracks = {p.name: load_party_audio(rec, p, n_audio) for p in rec.parties}
+        loaded: dict = {}  # one read per distinct audio spec (mixed parties share theirs)
+        for p in rec.parties:
+            if p.audio not in loaded:
+                loaded[p.audio] = load_party_audio(rec, p, n_audio)
+        tracks = {p.name: loaded[p.audio] for p in rec.parties}
         landmarks, n_frames = track_faces(rec, face_parties, work, capacity, on_frame)
         result.frames = n_frames
         if n_frames == 0:
             raise MediaError("no video frames", rec.video)
         n_samples = n_frames * SAMPLES_PER_FRAME
         tracks = {k: v[:n_samples] for k, v in tracks.items()}
+        turns = _mixed_turns(rec, landmarks, tracks, n_frames)
         bounds = segment_bounds(n_frames, int(round(cfg.clip_seconds * FPS)), int(round(cfg.min_clip_seconds * FPS)))
 
         from infp.audio.vad import frame_speech_prob
@@ -284,6 +309,8 @@ def process_recording(
             own = tracks[p.name]
             vad = frame_speech_prob(np.stack([own, other]), n_frames)
             party_data[p.name] = {"boxes": boxes, "found": found, "valid": valid, "self": own, "other": other, "vad": vad}
+            if p.name in turns:
+                party_data[p.name]["turns"] = turns[p.name]
             for s, (a, b) in enumerate(bounds):
                 cid = clip_id(rec.id, p.name, s)
                 ratio = float(found[a:b].mean())
@@ -304,6 +331,22 @@ def process_recording(
         shutil.rmtree(work, ignore_errors=True)
     result.seconds = time.time() - t0
     return result
+
+
+def _mixed_turns(rec: Recording, landmarks: dict[str, np.ndarray], tracks: dict[str, np.ndarray],
+                 n_frames: int) -> dict[str, tuple]:
+    """For the two parties sharing one track (``audio: mixed``): assign turns from their faces, replace
+    their tracks by the gated mix (in place) and return {party: (Turns, face 0 or 1)}."""
+    mixed = [p for p in rec.parties if p.audio is not None and p.audio.mixed]
+    if not mixed:
+        return {}
+    from infp.data.turns import assign_turns, party_tracks
+
+    mix = tracks[mixed[0].name]
+    turns = assign_turns([landmarks[p.name] for p in mixed], mix, n_frames)
+    for p, voice in zip(mixed, party_tracks(mix, turns)):
+        tracks[p.name] = voice
+    return {p.name: (turns, i) for i, p in enumerate(mixed)}
 
 
 def _write_clips(rec, out, cfg, split, plans, party_data, landmarks, n_frames, on_frame) -> None:
@@ -363,6 +406,15 @@ def _finish_clip(rec, cfg, split, pl, data, landmarks, crop_matrix, CropBox, tra
             lm[i] = transform_points(landmarks[t], m)
     np.save(pl.tmp / "landmarks.npy", lm.astype(np.float16))
     p = pl.party
+    mixed = {}
+    if "turns" in data:
+        turns, face = data["turns"]
+        np.save(pl.tmp / "turns.npy", turns.for_party(face)[a:b])
+        np.save(pl.tmp / "turn_conf.npy", turns.confidence[a:b].astype(np.float16))
+        from infp.data.turns import Turns
+
+        part = Turns(turns.state[a:b], turns.confidence[a:b], turns.vad[a:b], turns.talk_prob[a:b])
+        mixed = {"turns": part.shares(face)}
     meta = {
         "format_version": FORMAT_VERSION,
         "id": pl.cid,
@@ -381,6 +433,8 @@ def _finish_clip(rec, cfg, split, pl, data, landmarks, crop_matrix, CropBox, tra
         "self_speech": round(float((vad[:, 0] > SPEECH_THRESHOLD).mean()), 4),
         "other_speech": round(float((vad[:, 1] > SPEECH_THRESHOLD).mean()), 4),
         "self_voice": bool(p.self_voice),
+        "mixed_audio": bool(p.audio is not None and p.audio.mixed),
+        **mixed,
         "partners": [q.name for q in rec.parties if q.name != p.name],
         "source_video": str(rec.video),
         "crop_scale": cfg.crop_scale,
@@ -413,18 +467,29 @@ def _run_one(rec: Recording, out: Path, cfg: PrepareConfig, split: str) -> Recor
         return RecordingResult(rec.id, "skipped", reason=f"{rec.video}: unexpected {type(e).__name__}: {e}")
 
 
-def _append_log(out: Path, res: RecordingResult) -> None:
-    with open(out / LOG_FILE, "a") as f:
+def _append_log(out: Path, res: RecordingResult, log_file: str = LOG_FILE) -> None:
+    with open(out / log_file, "a") as f:
         f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **asdict(res)}) + "\n")
 
 
-def _clean_stale(out: Path) -> None:
-    """Remove half-written clip folders and work files left by an interrupted run."""
-    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+def _clean_stale(out: Path, mine: Sequence[str] | None = None, every: Sequence[str] = ()) -> None:
+    """Remove half-written clip folders and work files left by an interrupted run.
+
+    ``mine``: only those of these recordings (a shard; other shards may be writing into the same
+    folder right now), telling them apart from the others by ``every`` recording id of the manifest."""
     clips = out / CLIPS_DIR
+    if mine is None:
+        shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+    else:
+        for rid in mine:
+            shutil.rmtree(out / WORK_DIR / rid, ignore_errors=True)
     if clips.is_dir():
+        own = None if mine is None else set(mine)
         for d in clips.iterdir():
-            if d.name.startswith(".") and d.name.endswith(".tmp"):
+            if not (d.name.startswith(".") and d.name.endswith(".tmp")):
+                continue
+            cid = d.name[1:].rsplit(".", 2)[0]
+            if own is None or _owner(cid, every) in own:
                 shutil.rmtree(d, ignore_errors=True)
 
 
@@ -459,8 +524,13 @@ def prepare(
     out: str | Path,
     cfg: PrepareConfig | None = None,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> dict:
-    """Prepare all recordings into ``out``; resumable; returns a summary with totals and skips."""
+    """Prepare all recordings into ``out``; resumable; returns a summary with totals and skips.
+
+    ``shard=(k, n)``: only the recordings of shard k of n (``shard_of``), with the splits of the whole
+    manifest; the shard's log and a completion marker go to ``out/shards/`` and the index is left to
+    ``infp.data.shards.merge``. Shards may run at the same time into one folder."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -468,8 +538,20 @@ def prepare(
     recs = load_manifest(recordings) if isinstance(recordings, (str, Path)) else list(recordings)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _clean_stale(out)
-    splits = assign_splits(recs, cfg.val_fraction)
+    splits = assign_splits(recs, cfg.val_fraction)  # of the whole manifest: a shard gets the same splits
+    log_file = LOG_FILE
+    if shard is not None:
+        k, n = shard
+        if not 0 <= k < n:
+            raise InfpError(f"shard must be K/N with 0 <= K < N, got {k}/{n}")
+        every = [r.id for r in recs]
+        recs = [r for r in recs if shard_of(r.id, n) == k]
+        (out / SHARDS_DIR).mkdir(exist_ok=True)
+        log_file = f"{SHARDS_DIR}/{shard_name(k, n)}.log.jsonl"
+        (out / SHARDS_DIR / f"{shard_name(k, n)}.done.json").unlink(missing_ok=True)
+        _clean_stale(out, [r.id for r in recs], every)
+    else:
+        _clean_stale(out)
     (out / RECORDINGS_DIR).mkdir(exist_ok=True)
     todo = [r for r in recs if not (out / RECORDINGS_DIR / f"{r.id}.json").is_file()]
     already = len(recs) - len(todo)
@@ -479,7 +561,7 @@ def prepare(
 
     def record(res: RecordingResult) -> None:
         results.append(res)
-        _append_log(out, res)
+        _append_log(out, res, log_file)
         if res.status == "done":
             atomic_write_text(out / RECORDINGS_DIR / f"{res.recording}.json", json.dumps(asdict(res), indent=1))
             for s in res.skipped:
@@ -503,12 +585,17 @@ def prepare(
                         res = RecordingResult(r.id, "skipped", reason=f"{r.video}: worker failed ({type(e).__name__}: {e})")
                     record(res)
                     bar.update(1)
-    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
-    summary = write_index(out)
+    if shard is not None:
+        summary = {"shard": f"{k}/{n}", "recordings_in_shard": len(recs)}
+    else:
+        shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+        summary = write_index(out)
     summary["processed"] = len(todo)
     summary["already_done"] = already
     summary["skipped_recordings"] = [{"recording": r.recording, "reason": r.reason} for r in results if r.status != "done"]
     summary["skipped_clips"] = [{"recording": r.recording, **s} for r in results for s in r.skipped]
     summary["new_clips"] = sum(len(r.clips) for r in results)
     summary["reused_clips"] = sum(len(r.reused) for r in results)
+    if shard is not None:
+        atomic_write_text(out / SHARDS_DIR / f"{shard_name(k, n)}.done.json", json.dumps(summary, indent=1))
     return summary
