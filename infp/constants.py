@@ -15,6 +15,13 @@ VAD_CHUNK = 512
 SPEECH_THRESHOLD = 0.5
 """A frame has speech when its VAD probability exceeds this (clip statistics, overlay, speaking/listening state)."""
 
+SPEECH_HYSTERESIS = 0.15
+"""Speech that has started goes on until its VAD probability falls this far below the threshold
+(silero's usual hysteresis): offline speech segments and the live demo's conversation events."""
+
+SPEECH_END_THRESHOLD = SPEECH_THRESHOLD - SPEECH_HYSTERESIS
+"""Below this VAD probability, speech that has started counts as paused (0.35)."""
+
 # Limits of a rendering's settings, checked by the command line at parse time and by RenderSettings.
 
 MAX_STEPS = 1000

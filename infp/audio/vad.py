@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import torch
 
-from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD, VAD_CHUNK
+from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_HYSTERESIS, SPEECH_THRESHOLD, VAD_CHUNK
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +127,11 @@ def speech_segments(
 ) -> list[tuple[float, float]]:
     """Speech segments (start s, end s) from one channel's per-frame probabilities.
 
-    Hysteresis: speech starts above ``threshold`` and ends below ``threshold - 0.15``; gaps shorter
+    Hysteresis: speech starts above ``threshold`` and ends below ``threshold - SPEECH_HYSTERESIS`` (0.15); gaps shorter
     than ``min_silence`` frames are bridged and segments shorter than ``min_speech`` frames dropped.
     """
     prob = np.asarray(prob, dtype=np.float32).reshape(-1)
-    off = threshold - 0.15
+    off = threshold - SPEECH_HYSTERESIS
     segs: list[list[int]] = []
     active = False
     for i, p in enumerate(prob):

@@ -13,8 +13,13 @@ and not shown. Latency therefore stays bounded instead of growing when the CPU f
 frames keep being late the session steps down a quality ladder (smaller render size, then fewer
 diffusion steps) and says why.
 
+Voice activity of both channels is computed as the audio is ingested, not when its hop is generated,
+so the conversation events (``events``: the user and the agent start / stop talking) do not wait for
+rendering; ``clear_agent`` stops the agent's voice at the clock's current sample (barge-in).
+
 The parts: ``clock`` (the audio clock, deadlines, the drop decision), ``quality`` (the ladder),
-``agent`` (the agent's voice queue), ``recorder`` (mp4 of a session), ``stats`` (figures).
+``agent`` (the agent's voice queue), ``events`` (speech start / end of both channels), ``recorder``
+(mp4 of a session), ``stats`` (figures).
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from infp.constants import SAMPLES_PER_FRAME
+from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
 from infp.demo.agent import MAX_AGENT_QUEUE_S, AgentVoice
 from infp.demo.clock import AudioClock, DropPredictor
+from infp.demo.events import ConversationEvents
 from infp.demo.quality import Level, QualityLadder
 from infp.demo.recorder import SessionRecorder
 from infp.demo.stats import LiveStats
@@ -54,14 +60,17 @@ class LiveSession:
 
     ``sink(frame)`` is called on the worker thread for every frame, in order, after it was rendered
     and encoded (``frame.info``: ``jpeg`` bytes or None, ``latency`` s, ``late``, ``wall`` of its audio).
+    ``on_event(message)`` is called with each conversation event (``infp.demo.events``), in order, on
+    the thread that called ``ingest`` or ``clear_agent``; with ``keep_records`` they are also kept in
+    ``event_log``.
     """
 
     def __init__(self, pipe, portraits: dict[int, Portrait], levels: list[Level], settings, *, delay: float = 0.25,
                  render_batch: int = 1, sink: Callable[[StreamFrame], None] | None = None, keep_records: bool = False,
                  margin: float = 0.01, encode: bool = True, clock: Callable[[], float] = time.monotonic,
-                 agent_queue_s: float | None = MAX_AGENT_QUEUE_S) -> None:
+                 agent_queue_s: float | None = MAX_AGENT_QUEUE_S, on_event: Callable[[dict], None] | None = None) -> None:
         self.portraits = portraits
-        self.encode, self.sink = encode, sink
+        self.encode, self.sink, self.on_event = encode, sink, on_event
         self.session = pipe.session(portraits[levels[0].size], settings, vad=None, overlay=False, render_batch=render_batch)
         self.session.set_steps(levels[0].steps)
         self.session.warm_up_vad()
@@ -70,6 +79,9 @@ class LiveSession:
         self.session.drop = self.predictor
         self.quality = QualityLadder(levels)
         self.agent = AgentVoice(agent_queue_s)
+        self.events = ConversationEvents()
+        self.event_log: list[dict] | None = [] if keep_records else None
+        self._ingest_lock = threading.Lock()  # the agent's voice is read and cleared on one clock
         self.stats = LiveStats(self.session.hop_s, keep_records)
         self.recorder: SessionRecorder | None = None
         self.error: BaseException | None = None
@@ -131,14 +143,38 @@ class LiveSession:
         Returns (start sample, the agent's voice for the same samples), to be played with the frames.
         """
         other = np.asarray(other, np.float32).reshape(-1)
-        own = self.agent.read(len(other))
-        wall = self.clock.now() if wall is None else wall
-        with self._worker.lock:
-            start = self.clock.advance(len(other))
-            if self.recorder is not None:
-                self.recorder.audio(start, own, other)
-        self._worker.put((own, other, start, wall))
+        with self._ingest_lock:
+            own = self.agent.read(len(other))
+            wall = self.clock.now() if wall is None else wall
+            with self._worker.lock:
+                start = self.clock.advance(len(other))
+                if self.recorder is not None:
+                    self.recorder.audio(start, own, other)
+            probs = self.session.voice_activity(own, other)
+            events = self.events.push(probs, start + len(other))
+            self._worker.put((own, other, start, wall, probs))
+        self._announce(events)
         return start, own
+
+    def clear_agent(self) -> dict:
+        """Stop the agent's voice (barge-in): drop its queue; from the clock's next sample on the agent is
+        silent. Returns ``dropped_s`` (seconds of voice dropped) and ``t`` (session seconds where it stops)."""
+        with self._ingest_lock:
+            dropped = self.agent.clear()
+            clock = self.clock.samples
+            events = self.events.cut_agent(clock)
+        self._announce(events)
+        return {"dropped_s": round(dropped, 2), "t": round(clock / SAMPLE_RATE, 3)}
+
+    def _announce(self, events: list[dict]) -> None:
+        for e in events:
+            if self.event_log is not None:
+                self.event_log.append(e)
+            if self.on_event is not None:
+                try:
+                    self.on_event(e)
+                except Exception:  # noqa: BLE001  (a listener's failure must not stop the audio clock)
+                    log.exception("conversation event listener failed")
 
     def finish(self, timeout: float | None = None) -> None:
         """End of input: generate what is left (the last hop padded with silence) and stop the worker."""
@@ -188,7 +224,7 @@ class LiveSession:
         """Figures for the page: throughput, latency, drops, quality level and the agent's queue."""
         snap = self.stats.snapshot(self.clock.now())
         snap.update(size=self.level.size, steps=self.level.steps, delay_ms=round(self.delay * 1000), note=self.note,
-                    clock_s=round(self.clock.seconds, 2), agent=self.agent.status(),
+                    clock_s=round(self.clock.seconds, 2), agent=self.agent.status(), speech=self.events.speaking,
                     recording=self.recorder is not None and not self.recorder.done.is_set())
         return snap
 
@@ -285,9 +321,9 @@ class _Worker:
                     chunks = list(self._inbox)
                     self._inbox.clear()
                     flush = self._flush and not chunks
-                for own, other, start, wall in chunks:
+                for own, other, start, wall, probs in chunks:
                     live.clock.note_arrival(start, len(own), wall)
-                    session.feed(own, other)
+                    session.feed(own, other, probs)
                 while session.ready_hops and not self._stop:
                     live._hop(session.step())
                 if flush:

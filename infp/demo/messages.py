@@ -4,7 +4,8 @@ Every text message on ``/ws`` (the page) and ``/ws/agent`` (an external voice ag
 ``parse`` before the server acts on it, so a malformed message (not JSON, not an object, an unknown
 type or field, a wrong type, a non-finite number, a string or list too long) is answered with one
 clear error and the session goes on. The tables below are the protocol's messages
-(docs/PROTOCOL.md); a message type or field missing from them is refused.
+(docs/PROTOCOL.md); a message type or field missing from them is refused. ``EVENTS`` lists the
+conversation events the server sends, in the same form.
 """
 
 from __future__ import annotations
@@ -73,6 +74,25 @@ AGENT: dict[str, dict[str, Field]] = {
     "status": {},
 }
 """Messages of an external voice agent (``/ws/agent``)."""
+
+
+def _event(*reasons: str) -> dict[str, Field]:
+    fields = {"t": Field("number", required=True, lo=0, hi=1e9), "s": Field("int", required=True, lo=0, hi=2**53),
+              "clock_s": Field("number", required=True, lo=0, hi=1e9)}
+    if reasons:
+        fields["reason"] = Field("str", required=True, choices=reasons)
+    return fields
+
+
+EVENTS: dict[str, dict[str, Field]] = {
+    "user_speech_start": _event(),
+    "user_speech_end": _event("silence"),
+    "agent_speech_start": _event(),
+    "agent_speech_end": _event("silence", "clear"),
+}
+"""Conversation events the server sends on ``/ws`` and ``/ws/agent`` (``infp.demo.events``): ``t`` and ``s``
+where the speech started or ended (session seconds, session sample), ``clock_s`` when it was decided.
+Not client messages: the table documents them and lets a client check them with ``parse``."""
 
 
 def _short(value: Any) -> str:

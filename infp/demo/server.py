@@ -402,6 +402,7 @@ class DemoServer:
         self.uploads = 0  # uploads being received or decoded
         self.client_stats: dict = {}
         self.compute: queue.Queue | None = None  # sessions for the main thread to run (set by serve)
+        self.agent_outboxes: set[asyncio.Queue] = set()  # one per connected /ws/agent socket
 
     def bind(self, host: str) -> None:
         """The address really served on (``serve``): its name is accepted in ``Host``."""
@@ -570,11 +571,20 @@ class DemoServer:
             msg = pack(KIND_FRAME, header, f.info["jpeg"] or b"")
             loop.call_soon_threadsafe(outbox.put_nowait, msg)
 
+        web_thread = threading.get_ident()
+
+        def on_event(event: dict) -> None:
+            """A conversation event: to the page and to every connected agent, in order."""
+            if threading.get_ident() == web_thread:
+                self._broadcast(event, outbox)
+            else:
+                loop.call_soon_threadsafe(self._broadcast, event, outbox)
+
         self.busy = True  # taken before the first await, so a second page is refused meanwhile
         try:
             live = await asyncio.to_thread(LiveSession, self.pipe, self.portraits, self.levels, self.settings,
                                            delay=self.delay, render_batch=self.render_batch, sink=sink,
-                                           agent_queue_s=self.limits.queue_s)
+                                           agent_queue_s=self.limits.queue_s, on_event=on_event)
         except BaseException:
             self.busy = False
             raise
@@ -644,8 +654,8 @@ class DemoServer:
             live.agent.add(clean_pcm(audio, "speech"), "tts: " + text[:40])
             outbox.put_nowait({"type": "agent", **live.agent.status()})
         elif kind == "stop":
-            dropped = live.agent.clear()
-            outbox.put_nowait({"type": "agent", "stopped_s": round(dropped, 2), **live.agent.status()})
+            dropped = live.clear_agent()["dropped_s"]
+            outbox.put_nowait({"type": "agent", "stopped_s": dropped, **live.agent.status()})
         elif kind == "record":
             if msg.get("on", True):
                 name = time.strftime("session-%Y%m%d-%H%M%S.mp4")
@@ -659,24 +669,55 @@ class DemoServer:
         elif kind == "client_stats":
             self.client_stats = {k: msg[k] for k in msg if k != "type"}
 
+    def _broadcast(self, event: dict, outbox: asyncio.Queue) -> None:
+        """Send a conversation event to the page's session and to every connected agent (on the web thread)."""
+        outbox.put_nowait(event)
+        for box in list(self.agent_outboxes):
+            box.put_nowait(event)
+
     # -- an external voice agent ------------------------------------------------------------------
     async def ws_agent(self, request: web.Request) -> web.StreamResponse:
-        """PCM of the agent's voice in (binary), control as JSON; see docs/PROTOCOL.md."""
+        """PCM of the agent's voice in (binary), control as JSON, conversation events out; see docs/PROTOCOL.md.
+
+        Everything this socket sends (replies, errors, events) goes through one queue, so it arrives in
+        the order it was decided; a reply is sent before the next message is read (a client that does not
+        read its replies is not answered faster than it reads).
+        """
         ws = web.WebSocketResponse(max_msg_size=AGENT_MAX_MESSAGE)
         await ws.prepare(request)
         stream = AgentStream()
-        await ws.send_str(dumps({"type": "ready", "sample_rate": stream.rate, "encoding": stream.encoding,
-                                 "live": self.live is not None}))
-        async for msg in ws:
-            if msg.type == WSMsgType.ERROR:
-                break
-            try:
-                if msg.type == WSMsgType.BINARY:
-                    self._agent_pcm(stream, msg.data)
-                elif msg.type == WSMsgType.TEXT:
-                    await ws.send_str(dumps(self._agent_control(stream, parse(msg.data, AGENT))))
-            except (InfpError, ValueError) as e:
-                await ws.send_str(dumps({"type": "error", "message": str(e)}))
+        box: asyncio.Queue = asyncio.Queue()
+        box.put_nowait({"type": "ready", "sample_rate": stream.rate, "encoding": stream.encoding,
+                        "live": self.live is not None})
+
+        async def sender() -> None:
+            while True:
+                msg = await box.get()
+                try:
+                    if not ws.closed:
+                        await ws.send_str(dumps(msg))
+                except (ConnectionError, RuntimeError):  # the agent went away: what is left is dropped
+                    pass
+                finally:
+                    box.task_done()
+
+        task = asyncio.create_task(sender())
+        self.agent_outboxes.add(box)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.ERROR:
+                    break
+                try:
+                    if msg.type == WSMsgType.BINARY:
+                        self._agent_pcm(stream, msg.data)
+                    elif msg.type == WSMsgType.TEXT:
+                        box.put_nowait(self._agent_control(stream, parse(msg.data, AGENT)))
+                except (InfpError, ValueError) as e:
+                    box.put_nowait({"type": "error", "message": str(e)})
+                await box.join()
+        finally:
+            self.agent_outboxes.discard(box)
+            task.cancel()
         return ws
 
     def _agent_pcm(self, stream: "AgentStream", data: bytes) -> None:
@@ -694,9 +735,10 @@ class DemoServer:
             stream.set(msg.get("sample_rate", SAMPLE_RATE), msg.get("encoding", "s16le"))
             return {"type": "format", "sample_rate": stream.rate, "encoding": stream.encoding}
         if kind == "clear":
-            return {"type": "cleared", "dropped_s": round(live.agent.clear(), 2) if live is not None else 0.0}
+            return {"type": "cleared", **(live.clear_agent() if live is not None else {"dropped_s": 0.0, "t": None})}
         return {"type": "status", "live": live is not None, **(live.agent.status() if live is not None else {}),
-                "clock_s": round(live.samples / SAMPLE_RATE, 2) if live is not None else None}
+                "clock_s": round(live.samples / SAMPLE_RATE, 2) if live is not None else None,
+                "speech": live.events.speaking if live is not None else None}
 
 
 class AgentStream:
@@ -710,8 +752,9 @@ class AgentStream:
         self.resampler = StreamResampler(rate)
 
 
-def serve(server: DemoServer, host: str = "127.0.0.1", port: int = 8000, ready=None) -> None:
-    """Run the web server until interrupted; prints the address (port 0 picks a free one).
+def serve(server: DemoServer, host: str = "127.0.0.1", port: int = 8000, ready=None,
+          stop: threading.Event | None = None) -> None:
+    """Run the web server until interrupted (or ``stop`` is set); prints the address (port 0 picks a free one).
 
     The web server's event loop runs on a second thread; the main thread runs the live sessions'
     generation, where torch's CPU kernels are fastest (see ``LiveSession.start``).
@@ -753,7 +796,7 @@ def serve(server: DemoServer, host: str = "127.0.0.1", port: int = 8000, ready=N
     if ready is not None:
         ready(state["port"])
     try:
-        while thread.is_alive():
+        while thread.is_alive() and not (stop is not None and stop.is_set()):
             try:
                 live = server.compute.get(timeout=0.5)
             except queue.Empty:

@@ -112,16 +112,29 @@ class StreamingSession:
         """Hops whose audio is complete and that have not been generated yet."""
         return self._buf.shape[1] // self.hop
 
-    def feed(self, own: np.ndarray, other: np.ndarray) -> None:
-        """Append equal-length chunks of both channels (16 kHz mono float32); nothing is generated yet."""
+    def voice_activity(self, own: np.ndarray, other: np.ndarray) -> np.ndarray:
+        """Run the streaming VAD on the next equal-length chunks: (k, 2) speech probabilities of the
+        512-sample steps they complete. For a caller that needs them as soon as the audio arrives (the
+        live demo's conversation events); it then passes them to ``feed`` with the same audio."""
+        if self._vad is None:
+            raise ValueError("this session was given its voice activity up front")
+        t0 = time.perf_counter()
+        probs = self._vad.push(np.stack([np.asarray(own, np.float32).reshape(-1), np.asarray(other, np.float32).reshape(-1)]))
+        self.timings["vad_s"] = self.timings.get("vad_s", 0.0) + time.perf_counter() - t0
+        return probs
+
+    def feed(self, own: np.ndarray, other: np.ndarray, probs: np.ndarray | None = None) -> None:
+        """Append equal-length chunks of both channels (16 kHz mono float32); nothing is generated yet.
+
+        ``probs``: their VAD steps, when the caller ran ``voice_activity`` on them already.
+        """
         own, other = np.asarray(own, np.float32).reshape(-1), np.asarray(other, np.float32).reshape(-1)
         if len(own) != len(other):
             raise ValueError("self and other chunks must have the same length")
         pair = np.stack([own, other])
         if self._vad is not None:
-            t0 = time.perf_counter()
-            probs = self._vad.push(pair)
-            self.timings["vad_s"] = self.timings.get("vad_s", 0.0) + time.perf_counter() - t0
+            if probs is None:
+                probs = self.voice_activity(own, other)
             self._chunk_probs.extend(probs)
             self._chunks_seen += len(probs)
         self._buf = np.concatenate([self._buf, pair], axis=1)
