@@ -8,13 +8,19 @@ a lone talking face with a silent partner is a single-speaker clip. A face that 
 voice (no audio track, or a voice heard only now and then) is *dubbed*: another speaker's speech
 is laid on ``self`` exactly where its mouth moves, loudness following the mouth opening, and the
 partner speaks where its mouth is still. Dubbed speech is not lip-synchronous at the phoneme level;
-it teaches when the face talks and when it listens, which is all this small corpus can teach. The composed recordings and
+it teaches when the face talks and when it listens. Faces that speak their own voice (the shared
+media's ``talking/`` folder) teach what the lips do with the words: they keep their real voice on
+``self`` after an audio-video sync check (``infp.data.sync``: shifted or left out when their voice is
+off their lips), the partner speaks in their pauses, and the speakers of ``HELD_OUT_TALKING`` form
+the validation split. The composed recordings and
 their manifest are written to ``<out>/raw`` and ``<out>/manifest.yaml``, then ``prepare`` runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +50,29 @@ class Catalog:
     composite: tuple[str, str]  # (speaker, listener) placed side by side
     mute_speakers: dict[str, str] = field(default_factory=dict)  # faces that talk without (usable) voice: dubbed
     val: tuple[str, ...] = ()  # recording ids held out for validation
+    own_voice_dir: str | None = None  # a folder of faces speaking their own voice (every file: one speaker)
+    own_voice_val: tuple[str, ...] = ()  # file names in it whose speakers are held out (validation split)
+
+
+HELD_OUT_TALKING: tuple[str, ...] = (
+    "yerfor+MimicTalk__data__raw__examples__German_20s.mp4",        # German news anchor, 18.6 s speech
+    "JOY-MM+JoyGen__demo__example_15s.mp4",                         # selfie speaker, Mandarin, 14.3 s
+    "MeiGen-AI+InfiniteTalk__examples__single__ref_video.mp4",      # politician (HDTF-style), 13.1 s
+    "tanshuai0219+EDTalk__test_data__uncrop_Obama.mp4",             # Barack Obama, 14.9 s
+    "yerfor+Real3DPortrait__data__raw__examples__May_5s.mp4",       # Theresa May, 4.1 s
+    "jixinya+EAMM__test__crop__M030_sad_3_001.mp4",                 # MEAD M030, who also speaks in talking_eval/
+)
+"""Whole speakers of ``talking/`` never trained on: the validation split of the sample corpus and, with
+``talking_eval/``, the clips of the lip-sync benchmark (69 s of own-voice speech, 6 people).
+
+Each file is the only one of its person in ``talking/``, so leaving it out leaves the person out;
+MEAD speaker M030 is here because talking_eval/ has another clip of the same man. GRID and
+VoxCeleb2 clips are not used: their file names do not identify the speaker (GRID names encode the
+sentence, VoxCeleb2 crops carry per-clip ids), so a held-out "speaker" there could reappear in
+training under another name.
+"""
+
+OWN_VOICE_SUFFIXES = (".mp4", ".mpg", ".mov", ".avi", ".mkv", ".webm")
 
 
 SHARED_CATALOG = Catalog(
@@ -53,14 +82,15 @@ SHARED_CATALOG = Catalog(
     voices={
         "joyvasa_001": "audio/joyvasa_001.wav", "joyvasa_002": "audio/joyvasa_002.wav",
         "joyvasa_003": "audio/joyvasa_003.wav", "ditto": "audio/ditto_audio.wav", "hallo_1": "audio/hallo_1.wav",
-        "hallo_2": "audio/hallo_2.wav", "hallo_3": "audio/hallo_3.wav", "musetalk_eng": "audio/musetalk_eng.wav",
+        "hallo_2": "audio/hallo_2.wav", "hallo_3": "audio/hallo_3.wav",
     },
     composite=("d11", "s18"),
     # d6 and d10 talk most of the time but their voice is audible only now and then
     mute_speakers={"d6": "video/liveportrait_d6.mp4", "d10": "video/liveportrait_d10.mp4",
-                   "d13": "video/liveportrait_d13.mp4", "musetalk_sun": "video/musetalk_sun.mp4",
-                   "musetalk_yongen": "video/musetalk_yongen.mp4"},
+                   "d13": "video/liveportrait_d13.mp4"},
     val=("talk_d11", "pair_d11_s18", "listen_s18"),
+    own_voice_dir="talking",
+    own_voice_val=HELD_OUT_TALKING,
 )
 
 SUBSET_CATALOG = Catalog(
@@ -233,6 +263,60 @@ def _side_by_side(left: Path, right: Path, out: Path, size: int = 512) -> None:
     )
 
 
+def own_voice_id(path: Path) -> str:
+    """A recording id for a file of the own-voice folder (manifest ids allow letters, digits, ``_.-``)."""
+    return "own_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem)
+
+
+def own_voice_recordings(media: Path, raw: Path, catalog: Catalog, pool: VoicePool) -> list[dict]:
+    """Recordings of the faces that speak their own voice, after the audio-video sync check.
+
+    Every clip's voice is checked against its lips (:mod:`infp.data.sync`): clips found out of sync
+    are shifted (the manifest's audio ``offset``), clips whose voice does not explain their lips are
+    left out; one line per clip goes to the log and to ``raw/sync_check.jsonl``. The partner speaks in
+    the pauses. Held-out speakers (``catalog.own_voice_val``) go to the validation split.
+    """
+    from infp.data.sync import check_sync
+
+    if catalog.own_voice_dir is None or not (media / catalog.own_voice_dir).is_dir():
+        return []
+    files = sorted(p for p in (media / catalog.own_voice_dir).iterdir() if p.suffix.lower() in OWN_VOICE_SUFFIXES)
+    tracks = {}
+    for f in files:
+        if not video_info(f).has_audio:
+            log.warning("%s: no audio track; left out of the own-voice recordings", f)
+            continue
+        mouth = face_mouth_opening(f)
+        tracks[f.name] = (to_mono(read_audio(f)), mouth)
+    checks = check_sync(tracks)
+    lines = []
+    recs = []
+    for f in files:
+        if f.name not in checks:
+            continue
+        c = checks[f.name]
+        lines.append(json.dumps({"file": str(f), **c.as_dict()}))
+        level = logging.INFO if c.decision == "keep" else logging.WARNING
+        log.log(level, "sync check %s: %s: %s", f.name, c.decision, c.reason)
+        if c.decision == "drop":
+            continue
+        rid = own_voice_id(f)
+        own, _ = tracks[f.name]
+        shift = int(round(c.offset_seconds * SAMPLE_RATE))
+        own = np.concatenate([np.zeros(shift, np.float32), own]) if shift > 0 else own[-shift:]
+        partner = partner_in_pauses(own, pool)
+        write_wav(raw / f"{rid}_partner.wav", partner)
+        audio = "video" if c.decision == "keep" else {"path": "video", "offset": round(c.offset_seconds, 3)}
+        recs.append({"id": rid, "video": str(f.resolve()),
+                     "meta": {"kind": "speaks its own voice", "sync": c.as_dict()},
+                     "parties": [{"name": "a", "audio": audio},
+                                 {"name": "b", "audio": f"{rid}_partner.wav", "face": False}],
+                     "split": "val" if f.name in catalog.own_voice_val else "train"})
+        pool.next_voice()
+    (raw / "sync_check.jsonl").write_text("".join(line + "\n" for line in lines))
+    return recs
+
+
 def compose_recordings(media: Path, raw: Path, catalog: Catalog | None = None) -> Path:
     """Write the composed audio/video files and ``manifest.yaml`` into ``raw``; return the manifest."""
     catalog = catalog or catalog_for(media)
@@ -269,11 +353,12 @@ def compose_recordings(media: Path, raw: Path, catalog: Catalog | None = None) -
         write_wav(raw / f"dub_{name}_self.wav", own)
         write_wav(raw / f"dub_{name}_partner.wav", partner)
         recs.append({"id": f"dub_{name}", "video": absolute(media / f),
-                     "meta": {"kind": "talks without its voice; dubbed where the mouth moves",
+                     "meta": {"kind": "talks without its voice; dubbed where the mouth moves", "lip_sync": False,
                               "talking_fraction": round(float(talk.mean()), 3)},
                      "parties": [{"name": "a", "audio": f"dub_{name}_self.wav"},
                                  {"name": "b", "audio": f"dub_{name}_partner.wav", "face": False}]})
         pool.next_voice()
+    recs += own_voice_recordings(media, raw, catalog, pool)
     sp, li = catalog.composite
     pair = f"pair_{sp}_{li}"
     sp_file = media / (catalog.speakers.get(sp) or catalog.single[sp])
@@ -283,10 +368,7 @@ def compose_recordings(media: Path, raw: Path, catalog: Catalog | None = None) -
                  "parties": [{"name": "a", "region": "left", "audio": f"{pair}_{sp}.wav"},
                              {"name": "b", "region": "right", "audio": None}]})
     for r in recs:
-        if r["id"] in catalog.val:
-            r["split"] = "val"
-        else:
-            r["split"] = "train"
+        r.setdefault("split", "val" if r["id"] in catalog.val else "train")
     manifest = raw / "manifest.yaml"
     manifest.write_text(yaml.safe_dump({"recordings": recs}, sort_keys=False))
     return manifest

@@ -24,6 +24,7 @@ from typing import Iterable
 import numpy as np
 
 from infp.constants import FPS, SAMPLES_PER_FRAME
+from infp.data.sample_corpus import HELD_OUT_TALKING
 from infp.face import FaceDetector
 from infp.face.landmarks import mouth_opening
 from infp.io import iter_frames
@@ -33,23 +34,6 @@ MAX_LAG = 2
 
 MIN_PAIRS = 10
 """Fewest frames with both tracks defined for a correlation to be reported (otherwise NaN)."""
-
-HELD_OUT_TALKING: tuple[str, ...] = (
-    "yerfor+MimicTalk__data__raw__examples__German_20s.mp4",        # German news anchor, 18.6 s speech
-    "JOY-MM+JoyGen__demo__example_15s.mp4",                         # selfie speaker, Mandarin, 14.3 s
-    "MeiGen-AI+InfiniteTalk__examples__single__ref_video.mp4",      # politician (HDTF-style), 13.1 s
-    "tanshuai0219+EDTalk__test_data__uncrop_Obama.mp4",             # Barack Obama, 14.9 s
-    "yerfor+Real3DPortrait__data__raw__examples__May_5s.mp4",       # Theresa May, 4.1 s
-    "jixinya+EAMM__test__crop__M030_sad_3_001.mp4",                 # MEAD M030, who also speaks in talking_eval/
-)
-"""Whole speakers of ``talking/`` kept out of training (69 s of own-voice speech, 6 people).
-
-Each file is the only one of its person in ``talking/``, so leaving it out leaves the person out;
-MEAD speaker M030 is here because talking_eval/ has another clip of the same man. GRID and
-VoxCeleb2 clips are not used: their file names do not identify the speaker (GRID names encode the
-sentence, VoxCeleb2 crops carry per-clip ids), so a held-out "speaker" there could reappear in
-training under another name.
-"""
 
 
 def held_out_clips(shared: Path) -> list[Path]:
