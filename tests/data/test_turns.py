@@ -1,6 +1,7 @@
 """Mixed-track recordings: turns assigned from the faces, gated self/other tracks, the manifest form."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,8 @@ from infp.data.turns import (
 from infp.errors import ManifestError
 from infp.face.landmarks import LEFT_EYE_OUTER, LOWER_INNER_LIP, NUM_LANDMARKS, RIGHT_EYE_OUTER, UPPER_INNER_LIP
 from infp.io import iter_frames, read_audio, write_video
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _face(opening: np.ndarray) -> np.ndarray:
@@ -180,3 +183,32 @@ def test_prepare_a_split_screen_recording_with_one_track(tmp_path, samples):
     vad = np.load(clips["l"] / "vad.npy").astype(np.float32)
     assert (vad[first & speech, 0] > 0.5).mean() > (vad[second & speech, 0] > 0.5).mean()
     assert SAMPLE_RATE == 16000
+
+
+@pytest.mark.slow
+def test_real_split_screen_debate_agrees_with_the_hand_labels(tmp_path, shared_media):
+    """A real two-person recording with one soundtrack (Apache-2.0): both parties get clips, tracks and
+    shares, and the assignment agrees with the hand-labelled spans on most labelled speech frames."""
+    from infp.constants import FPS
+
+    ref = json.loads((REPO / "benchmarks" / "data" / "dyadic_turns.json").read_text())["recordings"]["cv_002"]
+    m = _write(tmp_path, yaml.safe_dump({"recordings": [{"id": "cv_002", "video": str(shared_media / ref["video"]),
+                                                         "parties": [{"name": "left", "region": "left", "audio": "mixed"},
+                                                                     {"name": "right", "region": "right", "audio": "mixed"}]}]}))
+    summary = prepare(m, tmp_path / "c", PrepareConfig(workers=1, clip_seconds=0), progress=False)
+    assert summary["clips"] == 2
+    left, right = (tmp_path / "c" / "clips" / f"cv_002__{p}__000" for p in ("left", "right"))
+    codes = np.load(left / "turns.npy")
+    np.testing.assert_array_equal(np.load(right / "turns.npy"),
+                                  np.select([codes == CLIP_SELF, codes == CLIP_OTHER], [CLIP_OTHER, CLIP_SELF], codes))
+    ml, mr = (json.loads((d / "meta.json").read_text())["turns"] for d in (left, right))
+    assert ml["self"] == mr["other"] and ml["other"] == mr["self"]
+    assert ml["self"] + ml["other"] + ml["both"] > 0.5  # a debate: mostly speech
+    labelled = np.zeros(len(codes), bool)
+    want = np.zeros(len(codes), int)
+    for a, b, who in ref["spans"]:
+        if who in ("left", "right"):
+            labelled[int(a * FPS):int(b * FPS)] = True
+            want[int(a * FPS):int(b * FPS)] = CLIP_SELF if who == "left" else CLIP_OTHER
+    scored = labelled & (codes != 0)
+    assert scored.sum() > 50 and (codes[scored] == want[scored]).mean() > 0.8
