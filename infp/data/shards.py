@@ -119,7 +119,11 @@ class SlurmOptions:
 
 
 def _executor(launcher: str, folder: Path, cpus: int, slurm: SlurmOptions):
-    import submitit
+    try:
+        import submitit
+    except ImportError:
+        raise InfpError("running shards needs submitit: pip install -e '.[sweep]' (or run each shard with "
+                        "--shard K/N and merge with infp prepare-merge)") from None
 
     if launcher == "local":
         ex = submitit.LocalExecutor(folder=folder)
