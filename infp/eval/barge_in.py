@@ -5,9 +5,9 @@ The mouth is the keypoint mouth opening of each generated motion latent
 keypoints the stage-1 renderer warps the portrait with), so it is the mouth of the rendered frame
 without rendering it, also for frames a live session dropped.
 
-It counts as **closed** when it is less than half-way open between the portrait's rest opening and
-the median opening while the agent speaks (``CLOSED_FRACTION``), in ``CLOSED_HOLD`` frames in a row:
-one closed frame inside a word does not count. Frame ``k`` shows samples ``[640 k, 640 k + 640)``;
+It counts as **closed** when it is no wider than while the avatar listens: at most the 95th percentile
+of the opening in the session's listening frames (``LISTENING_PERCENTILE``; listening mouths move a
+little too), in ``CLOSED_HOLD`` frames in a row, so that one closed frame inside a word does not count. Frame ``k`` shows samples ``[640 k, 640 k + 640)``;
 the time to close after a cut at sample ``s`` is the start of the first closed frame minus ``s``
 (0 when the mouth is closed from the frame in which the voice stops).
 """
@@ -19,8 +19,8 @@ import torch
 
 from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
 
-CLOSED_FRACTION = 0.5
-"""Closed = below rest + this fraction of (median speaking opening - rest)."""
+LISTENING_PERCENTILE = 95.0
+"""Closed = at most this percentile of the opening while the avatar listens."""
 
 CLOSED_HOLD = 3
 """Frames in a row (120 ms) the mouth must stay below the threshold to count as closed."""
@@ -37,9 +37,9 @@ def mouth_openings(stage1_net, latents: np.ndarray) -> np.ndarray:
     return keypoint_mouth_opening(kp).numpy().astype(np.float64)
 
 
-def closed_threshold(rest: float, speaking: np.ndarray, fraction: float = CLOSED_FRACTION) -> float:
-    """The opening below which the mouth counts as closed: ``fraction`` of the way from rest to speaking."""
-    return float(rest + fraction * (np.median(speaking) - rest))
+def closed_threshold(listening: np.ndarray, percentile: float = LISTENING_PERCENTILE) -> float:
+    """The opening up to which the mouth counts as closed, from its openings while the avatar listens."""
+    return float(np.percentile(np.asarray(listening, np.float64), percentile))
 
 
 def first_closed(opening: np.ndarray, k0: int, threshold: float, hold: int = CLOSED_HOLD) -> int | None:

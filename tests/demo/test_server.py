@@ -131,6 +131,14 @@ def test_session_frames_agent_audio_and_refusal_of_a_second_session(server, voic
     assert server["proc"].poll() is None  # the server is still up
 
 
+async def _reply(agent):
+    """The next reply on /ws/agent, past the conversation events that may come first."""
+    while True:
+        msg = await agent.receive_json()
+        if not msg["type"].endswith(("_speech_start", "_speech_end")):
+            return msg
+
+
 def test_external_agent_pcm_tts_and_recording(server, voices):
     async def scenario():
         async with aiohttp.ClientSession() as http:
@@ -146,14 +154,14 @@ def test_external_agent_pcm_tts_and_recording(server, voices):
             await ws.send_json({"type": "record", "on": True})
             # an external agent streams its voice at 24 kHz, 100 ms per message
             await agent.send_json({"type": "format", "sample_rate": 24000, "encoding": "s16le"})
-            assert (await agent.receive_json())["sample_rate"] == 24000
+            assert (await _reply(agent))["sample_rate"] == 24000
             from infp.io import resample
 
             v24 = resample(voices["agent"][:48000], 16000, 24000)
             for i in range(0, len(v24), 2400):
                 await agent.send_bytes(pcm16(v24[i:i + 2400]))
             await agent.send_json({"type": "status"})
-            status = await agent.receive_json()
+            status = await _reply(agent)
             assert status["live"] and status["playing"] == "external" and status["queued_s"] > 1.0
             frames, audio, texts = await _collect(
                 ws, lambda f, a, t: sum(h["state"] == "speaking" for h, _ in f) >= 15 and len(a) >= 30)
@@ -162,7 +170,7 @@ def test_external_agent_pcm_tts_and_recording(server, voices):
             ref = voices["agent"][: len(got)]
             assert np.corrcoef(got[2000:], ref[2000:])[0, 1] > 0.9  # the agent's voice, resampled to 16 kHz
             await agent.send_json({"type": "clear"})
-            assert (await agent.receive_json())["type"] == "cleared"
+            assert (await _reply(agent))["type"] == "cleared"
             # text-to-speech
             await ws.send_json({"type": "say", "text": "Hello there, nice to meet you."})
             _, _, t2 = await _collect(ws, lambda f, a, t: any(m["type"] in ("agent", "error") for m in t))
