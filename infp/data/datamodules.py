@@ -75,10 +75,12 @@ class DyadicMotionData(pl.LightningDataModule):
         val_windows_per_clip: int = 16,
         warmup_epochs: int = 1,
         stats_clips: int = 1000,
+        phones: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root)
         self.window, self.context, self.audio_context = window, context, audio_context
+        self.phones = phones  # items carry phone pseudo-labels of both channels (infp.audio.phones)
         self.motion_dir = motion_dir
         self.batch_size, self.num_workers = batch_size, num_workers
         self.samples_per_epoch, self.val_windows_per_clip = samples_per_epoch, val_windows_per_clip
@@ -96,7 +98,7 @@ class DyadicMotionData(pl.LightningDataModule):
             raise ValueError("DyadicMotionData.audio_context is not set: give the model's "
                              "AudioToMotionNet.audio_context (the training entry does)")
         return dict(window=self.window, context=self.context, audio_context=self.audio_context,
-                    motion_dir=self.motion_dir)
+                    motion_dir=self.motion_dir, phones=self.phones)
 
     def setup(self, stage: str | None = None) -> None:
         """Reads the index and the latents of at most ``stats_clips`` clips; the rest is read when sampled."""

@@ -60,6 +60,18 @@ def clip_landmarks(root: Path, clip_id: str) -> np.ndarray | None:
     return np.load(path) if path.is_file() else None
 
 
+def own_voice(root: Path, clip_id: str) -> bool:
+    """Whether the clip's ``self`` audio is the face's own voice, lip-synchronous (its recording's meta
+    does not say ``lip_sync: false``)."""
+    import json
+
+    path = root / "clips" / clip_id / "meta.json"
+    if not path.is_file():
+        return False
+    meta = json.loads(path.read_text()).get("meta") or {}
+    return bool(meta.get("lip_sync", True))
+
+
 def motion_stats(motion_dir: Path, clip_ids: list[str], root: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mean over clips of the rest latents, per-dim RMS of offsets from them); ``root``: the corpus,
     for the clips' landmarks (without it, rest = clip mean)."""
@@ -93,7 +105,8 @@ class DyadicMotionWindows(Dataset):
     def __init__(self, root: str | Path, split: str | None, window: int, context: int, audio_context: int,
                  motion_dir: str | Path | None = None, scale: np.ndarray | None = None, samples_per_epoch: int = 4000,
                  subset: str = ALL, fixed_windows_per_clip: int = 0, p_spread: float = 0.5,
-                 stats_clips: int = 1000, max_open: int = 256, index: ClipIndex | None = None) -> None:
+                 stats_clips: int = 1000, max_open: int = 256, index: ClipIndex | None = None,
+                 phones: bool = False) -> None:
         root = Path(root)
         self.motion_dir = Path(motion_dir) if motion_dir is not None else root / "motion"
         if index is None:
@@ -106,6 +119,7 @@ class DyadicMotionWindows(Dataset):
         if not entries:
             raise ValueError(f"{root}: no clips with motion latents in {self.motion_dir} in split {split!r} ({subset})")
         self.ids = [e.id for e in entries]
+        self._speaks = {e.id for e in entries if e.self_speech > 0}  # clips with speech on `self`
         self.n_frames = np.array([e.n_frames for e in entries], dtype=np.int64)
         self.root = root
         self.window, self.context, self.audio_context = window, context, audio_context
@@ -118,11 +132,15 @@ class DyadicMotionWindows(Dataset):
         self.max_open = max_open
         self._open: OrderedDict[str, np.ndarray] = OrderedDict()
         self._rest: dict[str, np.ndarray] = {}  # (D,) per clip, small
+        self._mouth: dict[str, np.ndarray] = {}  # (T,) standardised mouth opening per clip (NaN: no target)
         weights = self.n_frames.astype(np.float64)
         self.weights = weights / weights.sum()
         self._cdf = np.cumsum(self.weights)
         self._cdf /= self._cdf[-1]
         self.fixed_per_clip = fixed_windows_per_clip
+        self.phones = phones
+        self._phones: dict[tuple[str, str], np.ndarray] = {}
+        self._labeller = None
 
     def __len__(self) -> int:
         return len(self.ids) * self.fixed_per_clip if self.fixed_per_clip else self.samples_per_epoch
@@ -145,6 +163,48 @@ class DyadicMotionWindows(Dataset):
         if ref is None:
             ref = self._rest[cid] = rest_latent(self.latents(cid), clip_landmarks(self.root, cid))
         return ref
+
+    def mouth(self, cid: str) -> np.ndarray:
+        """(T,) the clip's mouth opening standardised over the clip, the target of the audio lip head;
+        all NaN where ``self`` has no speech or is not the face's own voice (a clip whose meta says
+        ``lip_sync: false``, e.g. a dubbed one), or without landmarks."""
+        out = self._mouth.get(cid)
+        if out is None:
+            out = np.full(len(self.latents(cid)), np.nan, dtype=np.float32)
+            lms = clip_landmarks(self.root, cid)
+            if lms is not None and cid in self._speaks and own_voice(self.root, cid):
+                from infp.face.landmarks import mouth_opening
+
+                o = mouth_opening(np.asarray(lms, dtype=np.float32)).astype(np.float64)
+                sd = float(np.nanstd(o)) if np.isfinite(o).sum() > 1 else 0.0
+                if sd > 1e-6:
+                    n = min(len(out), len(o))
+                    out[:n] = ((o[:n] - np.nanmean(o)) / sd).astype(np.float32)
+            self._mouth[cid] = out
+        return out
+
+    def phone_labels(self, cid: str, channel: str) -> np.ndarray:
+        """(T,) phone ids of a clip's ``self`` or ``other`` audio (``infp.audio.phones``), computed once and
+        kept in ``<corpus>/phones/`` (a cache: delete it freely)."""
+        key = (cid, channel)
+        out = self._phones.get(key)
+        if out is None:
+            path = self.root / "phones" / f"{cid}.{channel}.npy"
+            n = len(self.latents(cid))
+            if path.is_file():
+                out = np.load(path)
+            else:
+                from infp.audio.phones import PhoneLabeller
+                from infp.io.atomic import atomic_output
+
+                if self._labeller is None:
+                    self._labeller = PhoneLabeller()
+                data, _ = sf.read(str(self.root / "clips" / cid / f"{channel}.wav"), dtype="float32")
+                out = self._labeller(data.reshape(len(data), -1).mean(axis=1), n)
+                with atomic_output(path) as tmp, open(tmp, "wb") as f:
+                    np.save(f, out)
+            self._phones[key] = out
+        return out
 
     def fixed_window(self, i: int) -> tuple[str, int]:
         """Validation window ``i``: evenly spaced starts over each clip."""
@@ -181,8 +241,11 @@ class DyadicMotionWindows(Dataset):
         if s > 0:
             prev[p - (s - lo):] = off[lo:s]
         a0, a1 = (s - p - self.audio_context) * SAMPLES_PER_FRAME, (s + w) * SAMPLES_PER_FRAME
+        mouth = np.full(p + w, np.nan, dtype=np.float32)
+        m = self.mouth(cid)
+        mouth[p - (s - lo):] = m[lo:s + w]
         spread = lat.std(axis=0) if rng.random() < self.p_spread else np.zeros(lat.shape[1], np.float32)
-        return {
+        item = {
             "x0": torch.from_numpy(off[s:s + w].astype(np.float32)),
             "prev": torch.from_numpy(prev),
             "has_prev": torch.tensor(s > 0),
@@ -192,4 +255,12 @@ class DyadicMotionWindows(Dataset):
             # the offsets (x0 * scale + rest = the latents)
             "rest": torch.from_numpy(ref.astype(np.float32)),
             "spread": torch.from_numpy(spread.astype(np.float32)),
+            # frames [s - P, s + W): the face's standardised mouth opening where its own voice is on `self`
+            "mouth": torch.from_numpy(mouth),
         }
+        if self.phones:  # frames [s - P, s + W) of each channel; -1 before the clip starts
+            for channel in ("self", "other"):
+                labels = np.full(p + w, -1, dtype=np.int64)
+                labels[p - (s - lo):] = self.phone_labels(cid, channel)[lo:s + w]
+                item[f"{channel}_phones"] = torch.from_numpy(labels)
+        return item

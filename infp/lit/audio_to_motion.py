@@ -5,6 +5,16 @@ v-prediction is decoded into lip keypoints by the frozen keypoint decoder of the
 the latents, and compared with the lips of the real window. Mouth motion lives in a few directions of
 the latent that the plain diffusion loss weighs no more than head pose or brows; this loss weighs them
 by what the renderer does with them.
+
+Two losses on the audio features themselves (training-only heads of the network): ``w_audio_lips``,
+the face's own mouth opening read from each frame's ``self`` features on clips where ``self`` is the
+face's own voice; ``w_phones``, the phone heard in each frame (pocketsphinx pseudo-labels,
+``infp.audio.phones``) on both channels. With a few minutes of own-voice video, the diffusion loss alone
+does not teach the audio encoder what the lips do with the words; these make the features carry it.
+
+Validation logs ``val/lip_r`` when the stage-1 checkpoint is given: the correlation, over own-voice
+frames, of the mouth opening of the window predicted in one step from pure noise and the audio alone
+(no previous frames) with the real one (a cheap proxy for the lip-sync benchmark).
 """
 
 from __future__ import annotations
@@ -26,14 +36,19 @@ class AudioToMotion(pl.LightningModule):
 
     def __init__(self, net: AudioToMotionNet, optimizer: Callable | None = None, p_drop_cond: float = 0.1,
                  p_drop_prev: float = 0.1, motion_dim: int | None = None, w_lips: float = 0.0,
-                 stage1_checkpoint: str | None = None) -> None:
+                 stage1_checkpoint: str | None = None, w_audio_lips: float = 0.0, w_phones: float = 0.0) -> None:
         super().__init__()
         if motion_dim is not None and motion_dim != net.motion_dim:
             raise ValueError(f"model.motion_dim={motion_dim} but the network's motion_dim is {net.motion_dim} "
                              "(set model.motion_dim; model.net.motion_dim follows it)")
         self.save_hyperparameters(ignore=["net", "optimizer"])
         self.net = net
-        self.lip_decoder = self._lip_decoder(stage1_checkpoint) if w_lips > 0 else None
+        if w_audio_lips > 0 and net.lip_head is None:
+            raise ValueError("model.w_audio_lips > 0 needs the network's lip head (model.net.lip_head=true)")
+        if w_phones > 0 and net.phone_head is None:
+            raise ValueError("model.w_phones > 0 needs the network's phone head (model.net.phone_head=true)")
+        self.lip_decoder = self._lip_decoder(stage1_checkpoint) if w_lips > 0 or stage1_checkpoint else None
+        self._val_mouths: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.schedule = CosineSchedule()
         self.optimizer_factory = optimizer or partial(torch.optim.AdamW, lr=3e-4, weight_decay=0.01)
 
@@ -69,6 +84,24 @@ class AudioToMotion(pl.LightningModule):
             var = kp_true.var(dim=0).mean().clamp_min(1e-8)
         return F.mse_loss(kp_pred, kp_true) / var
 
+    def audio_lip_loss(self, batch: dict[str, torch.Tensor], a_self: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """MSE of the mouth opening read from each frame's ``self`` audio features by the lip head against the
+        face's own (standardised) opening, over frames whose ``self`` is the face's own voice; and the
+        prediction (B, P+W)."""
+        pred = self.net.lip_head(a_self).squeeze(-1)
+        target = batch["mouth"]
+        ok = torch.isfinite(target)
+        if not bool(ok.any()):
+            return pred.sum() * 0.0, pred
+        return F.mse_loss(pred[ok], target[ok]), pred
+
+    def mouth_opening(self, batch: dict[str, torch.Tensor], x0: torch.Tensor) -> torch.Tensor:
+        """(B, W) mouth opening of a window of offsets, through the stage-1 keypoint decoder."""
+        from infp.models.keypoints import keypoint_mouth_opening
+
+        lat = x0 * self.net.motion_scale + batch["rest"][:, None]
+        return keypoint_mouth_opening(self.lip_decoder(lat.flatten(0, 1))).view(x0.shape[:2])
+
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         context = getattr(dm, "audio_context", None)
@@ -79,6 +112,8 @@ class AudioToMotion(pl.LightningModule):
             folder = dm.motion_dir or Path(dm.root) / "motion"
             raise ValueError(f"the motion latents in {folder} have {dim} dimensions but model.motion_dim is "
                              f"{self.net.motion_dim}: train with model.motion_dim={dim} (the stage-1 encoder's size)")
+        if self.hparams.w_phones > 0 and dm is not None and not getattr(dm, "phones", False):
+            raise ValueError("model.w_phones > 0 needs phone labels in the batches: set data.phones=true")
         if dm is not None and getattr(dm, "scale", None) is not None:
             self.net.motion_scale.copy_(torch.as_tensor(dm.scale))
 
@@ -94,11 +129,25 @@ class AudioToMotion(pl.LightningModule):
         guide = net.guide(a_self[:, -n:], a_other[:, -n:], style)
         pred = net.denoise(x_t, t, batch["prev"], has_prev, guide, style, drop_cond)
         loss = F.mse_loss(pred, v)
-        if self.lip_decoder is None:
-            return loss, {}
-        a, s = (c.view(-1, 1, 1) for c in self.schedule.alpha_sigma(t))
-        lips = self.lip_loss(batch, a * x_t - s * pred)  # the clean window the v-prediction implies
-        return loss + self.hparams.w_lips * lips, {"diffusion": loss.detach(), "lips": lips.detach()}
+        total, parts = loss, {}
+        if self.hparams.w_lips > 0:
+            a, s = (c.view(-1, 1, 1) for c in self.schedule.alpha_sigma(t))
+            lips = self.lip_loss(batch, a * x_t - s * pred)  # the clean window the v-prediction implies
+            total = total + self.hparams.w_lips * lips
+            parts["lips"] = lips.detach()
+        if self.hparams.w_audio_lips > 0:
+            audio_lips, _ = self.audio_lip_loss(batch, a_self[:, -n:])
+            total = total + self.hparams.w_audio_lips * audio_lips
+            parts["audio_lips"] = audio_lips.detach()
+        if self.hparams.w_phones > 0:
+            logits = net.phone_head(torch.cat([a_self[:, -n:], a_other[:, -n:]]))
+            labels = torch.cat([batch["self_phones"], batch["other_phones"]])
+            phones = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-1)
+            total = total + self.hparams.w_phones * phones
+            parts["phones"] = phones.detach()
+        if parts:
+            parts["diffusion"] = loss.detach()
+        return total, parts
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         b = batch["x0"].shape[0]
@@ -120,6 +169,37 @@ class AudioToMotion(pl.LightningModule):
         loss, parts = self.loss(batch, t, noise, no_drop, batch["has_prev"])
         self.log("val/loss", parts.get("diffusion", loss), prog_bar=True, batch_size=b, sync_dist=True)
         self.log_dict({f"val/{k}": v for k, v in parts.items() if k != "diffusion"}, batch_size=b, sync_dist=True)
+        if self.lip_decoder is not None and "mouth" in batch:
+            self._collect_mouths(batch, noise)
+
+    def _collect_mouths(self, batch: dict[str, torch.Tensor], noise: torch.Tensor) -> None:
+        """The lip-sync proxy: the mouth of the window predicted from pure noise in one step, without its
+        previous frames (what the model expects from the audio alone), against the real window's, on
+        frames whose ``self`` is the face's own voice."""
+        net, b = self.net, batch["x0"].shape[0]
+        t = torch.ones(b, device=noise.device)
+        a_self, a_other = net.audio_features(batch["self_audio"], batch["other_audio"])
+        n = net.context + net.window
+        style = net.style(batch["rest"], batch["spread"])
+        guide = net.guide(a_self[:, -n:], a_other[:, -n:], style)
+        x_t, _ = self.schedule.add_noise(batch["x0"], t, noise)
+        no_prev = torch.zeros_like(batch["has_prev"])  # from the audio alone: continuing the previous frames
+        pred = net.denoise(x_t, t, batch["prev"], no_prev, guide, style)  # would score by autocorrelation
+        a, s = (c.view(-1, 1, 1) for c in self.schedule.alpha_sigma(t))
+        x0 = a * x_t - s * pred
+        ok = torch.isfinite(batch["mouth"][:, -net.window:])
+        self._val_mouths.append((self.mouth_opening(batch, x0)[ok].detach().cpu(),
+                                 self.mouth_opening(batch, batch["x0"])[ok].detach().cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_mouths:
+            return
+        pred = torch.cat([p for p, _ in self._val_mouths])
+        real = torch.cat([r for _, r in self._val_mouths])
+        self._val_mouths.clear()
+        if len(pred) >= 10 and pred.std() > 0 and real.std() > 0:
+            r = torch.corrcoef(torch.stack([pred, real]))[0, 1]
+            self.log("val/lip_r", r, sync_dist=True)
 
     def configure_optimizers(self):
         return self.optimizer_factory(self.net.parameters())

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from infp.audio.features import AudioEncoder
+from infp.audio.phones import PHONES
 from infp.models.motion_dit import MotionDiT
 from infp.models.motion_guider import MotionGuider
 from infp.models.pretrained import Pretrained
@@ -35,13 +36,22 @@ class AudioToMotionNet(Pretrained):
         heads: int = 4,
         window: int = 4,
         context: int = 16,
+        audio_layers: int = 3,
+        lip_head: bool = False,
+        phone_head: bool = False,
     ) -> None:
         super().__init__()
         self.config = dict(motion_dim=motion_dim, audio_dim=audio_dim, audio_hidden=audio_hidden, guide_dim=guide_dim,
                            bank_size=bank_size, style_dim=style_dim, dit_dim=dit_dim, depth=depth, heads=heads,
-                           window=window, context=context)
+                           window=window, context=context, audio_layers=audio_layers, lip_head=lip_head,
+                           phone_head=phone_head)
         self.motion_dim, self.window, self.context = motion_dim, window, context
-        self.audio = AudioEncoder(audio_dim, hidden=audio_hidden)
+        self.audio = AudioEncoder(audio_dim, hidden=audio_hidden, n_layers=audio_layers)
+        # training only: the speaker's mouth opening read from each frame's audio features, which makes
+        # the features carry what the lips do (see AudioToMotion.audio_lip_loss); unused at inference
+        self.lip_head = nn.Linear(audio_dim, 1) if lip_head else None
+        # training only: the phone heard in each frame (pseudo-labels, infp.audio.phones), on both channels
+        self.phone_head = nn.Linear(audio_dim, len(PHONES)) if phone_head else None
         self.guider = MotionGuider(audio_dim, guide_dim, bank_size, style_dim, heads)
         self.dit = MotionDiT(motion_dim, dit_dim, depth, heads, guide_dim, style_dim, window, context)
         self.style_proj = nn.Sequential(nn.Linear(2 * motion_dim, style_dim), nn.SiLU(), nn.Linear(style_dim, style_dim))

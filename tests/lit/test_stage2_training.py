@@ -90,3 +90,42 @@ def test_lip_loss_through_the_frozen_keypoint_decoder(sample_corpus, motion_dir,
     assert set(parts) == {"diffusion", "lips"} and torch.isclose(loss, parts["diffusion"] + parts["lips"])
     with pytest.raises(Exception, match="stage1_checkpoint"):  # wrapped by hydra
         instantiate(_cfg(["experiment=stage2_debug", "paths.output_dir=/tmp/unused", "model.w_lips=1.0"]).model)
+
+
+def test_lip_and_phone_heads_shape_the_audio_features_and_validation_reports_the_lip_proxy(tmp_path, sample_corpus, motion_dir,
+                                                                                  stage1_ckpt):
+    import numpy as np
+    import torch
+
+    overrides = ["experiment=stage2_debug", f"paths.corpus={sample_corpus}", f"data.motion_dir={motion_dir}",
+                 f"paths.output_dir={tmp_path}", "trainer.enable_progress_bar=false", "model.net.lip_head=true",
+                 "model.w_audio_lips=1.0", f"model.stage1_checkpoint={stage1_ckpt}", "model.net.phone_head=true",
+                 "model.w_phones=0.5", "data.phones=true"]
+    cfg = _cfg(overrides)
+    dm, module = instantiate(cfg.data), instantiate(cfg.model)
+    _fill_from_model(dm, module)
+    dm.setup()
+    ds = dm.train_subset("all")
+    # targets: the face's own mouth where `self` is its own voice, none for a dubbed face
+    dubbed = [c for c in ds.ids if c.startswith("dub_")]
+    own = [c for c in ds.ids if c.startswith(("talk_", "solo_"))]
+    assert dubbed and own
+    assert all(np.isnan(ds.mouth(c)).all() for c in dubbed)
+    m = ds.mouth(own[0])
+    assert np.isfinite(m).mean() > 0.9 and abs(np.nanmean(m)) < 1e-3 and abs(np.nanstd(m) - 1) < 1e-3
+
+    items = [item for item in (ds[i] for i in range(400)) if torch.isfinite(item["mouth"]).any()][:4]
+    assert len(items) == 4
+    batch = torch.utils.data.default_collate(items)
+    b = batch["x0"].shape[0]
+    total, parts = module.loss(batch, torch.rand(b), torch.randn_like(batch["x0"]), torch.zeros(b, dtype=torch.bool),
+                               batch["has_prev"])
+    assert set(parts) == {"diffusion", "audio_lips", "phones"}
+    assert (batch["self_phones"] > 0).any() and (batch["self_phones"] >= -1).all()  # phones heard on `self`
+    total.backward()
+    assert module.net.lip_head.weight.grad.abs().sum() > 0
+    assert module.net.audio.out.weight.grad.abs().sum() > 0  # the loss shapes the audio features
+
+    metrics = train(_cfg(overrides + ["data.val_windows_per_clip=8"]))  # enough own-voice frames for an r
+    assert np.isfinite(metrics["val/lip_r"]) and -1 <= metrics["val/lip_r"] <= 1
+    assert np.isfinite(metrics["val/audio_lips"])
