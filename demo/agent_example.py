@@ -15,7 +15,8 @@ to the avatar's conversation events:
 * ``user_speech_end`` after such an interruption: it answers with a short reply (the first
   ``--reply-s`` seconds of speech of ``--reply``), then goes on with its speech where it was cut.
 
-It prints every event and what it did. It ends when its speech is over (or after ``--seconds``).
+It prints every event and what it did. It ends when its speech is over, when the live session ends
+(or after ``--seconds``).
 ``BargeInAgent`` can be used from other code (``benchmarks/agent_events.py`` does).
 """
 
@@ -111,6 +112,9 @@ class BargeInAgent:
                 self.talking = True
                 self.say(f"{'':10}  the user stopped: a short reply, then the speech goes on")
             elif kind == "error":
+                if event["message"].startswith("no live session"):  # the page was closed
+                    self.say(f"{'':10}  the live session ended")
+                    return
                 self.say(f"{'':10}  error: {event['message']}")
 
     def _rewind(self, dropped: int) -> None:
