@@ -76,6 +76,7 @@ class DyadicMotionData(pl.LightningDataModule):
         warmup_epochs: int = 1,
         stats_clips: int = 1000,
         phones: bool = False,
+        controls: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -86,7 +87,9 @@ class DyadicMotionData(pl.LightningDataModule):
         self.samples_per_epoch, self.val_windows_per_clip = samples_per_epoch, val_windows_per_clip
         self.warmup_epochs = warmup_epochs
         self.stats_clips = stats_clips  # latent statistics (the scale) from at most this many training clips
+        self.controls = controls  # items carry the control values measured around each window
         self.scale = None
+        self.control_range = None  # (2, K) 5th / 95th percentiles of the raw control levels, after setup()
         self.motion_dim: int | None = None  # D of the latents on disk, known after setup()
         self.val_set = None
         self._train_index = None
@@ -98,7 +101,7 @@ class DyadicMotionData(pl.LightningDataModule):
             raise ValueError("DyadicMotionData.audio_context is not set: give the model's "
                              "AudioToMotionNet.audio_context (the training entry does)")
         return dict(window=self.window, context=self.context, audio_context=self.audio_context,
-                    motion_dir=self.motion_dir, phones=self.phones)
+                    motion_dir=self.motion_dir, phones=self.phones, controls=self.controls)
 
     def setup(self, stage: str | None = None) -> None:
         """Reads the index and the latents of at most ``stats_clips`` clips; the rest is read when sampled."""
@@ -110,8 +113,9 @@ class DyadicMotionData(pl.LightningDataModule):
             full = DyadicMotionWindows(self.root, "train", samples_per_epoch=self.samples_per_epoch, subset=ALL,
                                        stats_clips=self.stats_clips, index=self._train_index, **self._layout())
             self.scale, self.motion_dim = full.scale, full.motion_dim
+            self.control_range = full.control_range
             self._train_sets = {ALL: full}
-            self.val_set = DyadicMotionWindows(self.root, "val", scale=self.scale,
+            self.val_set = DyadicMotionWindows(self.root, "val", scale=self.scale, control_range=self.control_range,
                                                fixed_windows_per_clip=self.val_windows_per_clip, **self._layout())
 
     def train_subset(self, subset: str):
@@ -120,6 +124,7 @@ class DyadicMotionData(pl.LightningDataModule):
 
         if subset not in self._train_sets:
             self._train_sets[subset] = DyadicMotionWindows(self.root, "train", scale=self.scale, subset=subset,
+                                                           control_range=self.control_range,
                                                            samples_per_epoch=self.samples_per_epoch,
                                                            index=self._train_index, **self._layout())
         return self._train_sets[subset]

@@ -52,6 +52,7 @@ class Catalog:
     val: tuple[str, ...] = ()  # recording ids held out for validation
     own_voice_dir: str | None = None  # a folder of faces speaking their own voice (every file: one speaker)
     own_voice_val: tuple[str, ...] = ()  # file names in it whose speakers are held out (validation split)
+    mixed: dict[str, str] = field(default_factory=dict)  # split-screen conversations, one shared track (audio: mixed)
 
 
 HELD_OUT_TALKING: tuple[str, ...] = (
@@ -91,6 +92,13 @@ SHARED_CATALOG = Catalog(
     val=("talk_d11", "pair_d11_s18", "listen_s18"),
     own_voice_dir="talking",
     own_voice_val=HELD_OUT_TALKING,
+    # the three Apache-2.0 split-screen debates of dyadic/ (the others are evaluation only, see SOURCES.md):
+    # left and right face share one track; who speaks when comes from the faces (infp.data.turns)
+    mixed={
+        "iianet": "dyadic/JusperLee+IIANet__test_videos__video.mp4",
+        "cbc001": "dyadic/modelscope+ClearerVoice-Studio__clearvoice__samples__path_to_input_videos_tse__001.avi",
+        "cbc002": "dyadic/modelscope+ClearerVoice-Studio__clearvoice__samples__path_to_input_videos_tse__002.avi",
+    },
 )
 
 SUBSET_CATALOG = Catalog(
@@ -359,6 +367,16 @@ def compose_recordings(media: Path, raw: Path, catalog: Catalog | None = None) -
                                  {"name": "b", "audio": f"dub_{name}_partner.wav", "face": False}]})
         pool.next_voice()
     recs += own_voice_recordings(media, raw, catalog, pool)
+    for name, f in catalog.mixed.items():
+        if not (media / f).is_file():
+            log.warning("%s: missing; left out of the sample corpus", media / f)
+            continue
+        recs.append({"id": f"mixed_{name}", "video": absolute(media / f),
+                     "meta": {"kind": "split-screen conversation, one shared track"},
+                     "parties": [{"name": "left", "region": "left", "audio": "mixed"},
+                                 {"name": "right", "region": "right", "audio": "mixed"}],
+                     # both CBC clips come from one debate: all three train, so no person is in both splits
+                     "split": "train"})
     sp, li = catalog.composite
     pair = f"pair_{sp}_{li}"
     sp_file = media / (catalog.speakers.get(sp) or catalog.single[sp])

@@ -11,6 +11,12 @@ given). At inference the portrait's latent takes the rest latent's place: a stil
 Offsets from the clip *mean* would not do: in a clip where the face talks throughout, the mean has the
 mouth half open, talking becomes a zero offset, and talking and listening look alike to the model.
 
+With ``controls``, items carry ``controls`` (2, K): the control values (``infp.face.expression``) of the
+face around the window, measured from the clip's landmarks over ``CONTROL_SPAN`` frames centred on it,
+separately over its speaking and its listening frames (by the clip's own-channel VAD), NaN where too few
+frames of a kind; raw levels are mapped to 0..1 by their 5th / 95th percentiles over the training clips
+(``control_range``, computed when not given).
+
 Nothing is loaded up front: clip lengths come from the index, the latents folder is listed once, and a
 clip's latents are memory-mapped when first needed (at most ``max_open`` kept open per process).
 """
@@ -26,7 +32,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
-from infp.constants import SAMPLES_PER_FRAME
+from infp.constants import SAMPLES_PER_FRAME, SPEECH_THRESHOLD
 from infp.data.clips import ClipIndex
 from infp.data.sampling import sample_rng
 
@@ -94,6 +100,56 @@ def stats_subset(clip_ids: list[str], max_clips: int) -> list[str]:
     return [clip_ids[i] for i in np.sort(pick)]
 
 
+CONTROL_SPAN = 100
+"""Frames (4 s) around a window over which its control values are measured."""
+
+
+class ClipControls:
+    """Per-clip expression measures, rest values and own-speech frames; window control levels from them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
+
+    def clip(self, cid: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        if cid not in self._cache:
+            from infp.face.expression import frame_measures, rest_measures
+
+            lms = clip_landmarks(self.root, cid)
+            vad_path = self.root / "clips" / cid / "vad.npy"
+            if lms is None or not vad_path.is_file():
+                self._cache[cid] = None
+            else:
+                lms = np.asarray(lms, dtype=np.float32)
+                m = frame_measures(lms)
+                vad = np.load(vad_path)
+                n = min(len(m), len(vad))
+                self._cache[cid] = (m[:n], rest_measures(m[:n], lms[:n]), vad[:n, 0].astype(np.float32) > SPEECH_THRESHOLD)
+        return self._cache[cid]
+
+    def raw(self, cid: str, centre: int, span: int = CONTROL_SPAN) -> np.ndarray:
+        """(2, K) raw levels of the frames [centre - span/2, centre + span/2) (NaN: too few of a kind)."""
+        from infp.face.expression import CONTROL_NAMES, KINDS, levels
+
+        data = self.clip(cid)
+        if data is None:
+            return np.full((len(KINDS), len(CONTROL_NAMES)), np.nan, np.float32)
+        m, rest, speaking = data
+        lo = max(0, min(centre - span // 2, len(m) - span))
+        return levels(m[lo:lo + span], rest, speaking[lo:lo + span])
+
+    def range(self, clip_ids: list[str], n_frames: dict[str, int], stride: int = 25) -> np.ndarray:
+        """(2, K): the 5th and 95th percentile of window levels over the clips (both kinds together)."""
+        from infp.face.expression import CONTROL_NAMES
+
+        raws = [self.raw(cid, c) for cid in clip_ids for c in range(0, max(1, n_frames[cid]), stride)]
+        flat = np.concatenate(raws) if raws else np.full((1, len(CONTROL_NAMES)), np.nan, np.float32)
+        lo, hi = np.nanpercentile(flat, 5, axis=0), np.nanpercentile(flat, 95, axis=0)
+        bad = ~np.isfinite(lo) | ~np.isfinite(hi) | (hi - lo < 1e-6)
+        lo, hi = np.where(bad, 0.0, lo), np.where(bad, 1.0, hi)
+        return np.stack([lo, hi]).astype(np.float32)
+
+
 def latent_dim(motion_dir: Path, clip_id: str) -> int:
     """D of the (T, D) latents on disk (reads one file's header)."""
     return int(np.load(motion_dir / f"{clip_id}.npy", mmap_mode="r").shape[1])
@@ -106,7 +162,7 @@ class DyadicMotionWindows(Dataset):
                  motion_dir: str | Path | None = None, scale: np.ndarray | None = None, samples_per_epoch: int = 4000,
                  subset: str = ALL, fixed_windows_per_clip: int = 0, p_spread: float = 0.5,
                  stats_clips: int = 1000, max_open: int = 256, index: ClipIndex | None = None,
-                 phones: bool = False) -> None:
+                 phones: bool = False, controls: bool = False, control_range: np.ndarray | None = None) -> None:
         root = Path(root)
         self.motion_dir = Path(motion_dir) if motion_dir is not None else root / "motion"
         if index is None:
@@ -141,6 +197,13 @@ class DyadicMotionWindows(Dataset):
         self.phones = phones
         self._phones: dict[tuple[str, str], np.ndarray] = {}
         self._labeller = None
+        self.controls = controls
+        self._controls = ClipControls(root)
+        if controls and control_range is None:
+            sub = stats_subset(self.ids, stats_clips)
+            lengths = dict(zip(self.ids, (int(n) for n in self.n_frames)))
+            control_range = self._controls.range(sub, lengths)
+        self.control_range = control_range
 
     def __len__(self) -> int:
         return len(self.ids) * self.fixed_per_clip if self.fixed_per_clip else self.samples_per_epoch
@@ -258,6 +321,11 @@ class DyadicMotionWindows(Dataset):
             # frames [s - P, s + W): the face's standardised mouth opening where its own voice is on `self`
             "mouth": torch.from_numpy(mouth),
         }
+        if self.controls:
+            from infp.face.expression import normalise
+
+            raw = self._controls.raw(cid, s + w // 2)
+            item["controls"] = torch.from_numpy(normalise(raw, *self.control_range).astype(np.float32))
         if self.phones:  # frames [s - P, s + W) of each channel; -1 before the clip starts
             for channel in ("self", "other"):
                 labels = np.full(p + w, -1, dtype=np.int64)

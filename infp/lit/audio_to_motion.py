@@ -36,7 +36,8 @@ class AudioToMotion(pl.LightningModule):
 
     def __init__(self, net: AudioToMotionNet, optimizer: Callable | None = None, p_drop_cond: float = 0.1,
                  p_drop_prev: float = 0.1, motion_dim: int | None = None, w_lips: float = 0.0,
-                 stage1_checkpoint: str | None = None, w_audio_lips: float = 0.0, w_phones: float = 0.0) -> None:
+                 stage1_checkpoint: str | None = None, w_audio_lips: float = 0.0, w_phones: float = 0.0,
+                 p_drop_control: float = 0.3, p_drop_controls: float = 0.3) -> None:
         super().__init__()
         if motion_dim is not None and motion_dim != net.motion_dim:
             raise ValueError(f"model.motion_dim={motion_dim} but the network's motion_dim is {net.motion_dim} "
@@ -116,6 +117,20 @@ class AudioToMotion(pl.LightningModule):
             raise ValueError("model.w_phones > 0 needs phone labels in the batches: set data.phones=true")
         if dm is not None and getattr(dm, "scale", None) is not None:
             self.net.motion_scale.copy_(torch.as_tensor(dm.scale))
+        if self.net.has_controls and dm is not None and not getattr(dm, "controls", False):
+            raise ValueError("model.net.controls=true needs the control values in the batches: set data.controls=true")
+        if self.net.has_controls and getattr(dm, "control_range", None) is not None:
+            lo, hi = torch.as_tensor(dm.control_range)
+            self.net.control_lo.copy_(lo)
+            self.net.control_hi.copy_(hi)
+
+    def drop_controls(self, controls: torch.Tensor) -> torch.Tensor:
+        """Condition dropout of the controls: each value absent with ``p_drop_control``, all of a window's with
+        ``p_drop_controls`` (absent = the model's own choice, as without controls)."""
+        b = controls.shape[0]
+        keep = torch.rand(controls.shape, device=controls.device) >= self.hparams.p_drop_control
+        keep &= (torch.rand(b, 1, 1, device=controls.device) >= self.hparams.p_drop_controls)
+        return torch.where(keep, controls, torch.full_like(controls, float("nan")))
 
     def loss(self, batch: dict[str, torch.Tensor], t: torch.Tensor, noise: torch.Tensor,
              drop_cond: torch.Tensor, has_prev: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -126,7 +141,7 @@ class AudioToMotion(pl.LightningModule):
         a_self, a_other = net.audio_features(batch["self_audio"], batch["other_audio"])
         n = net.context + net.window
         style = net.style(batch["rest"], batch["spread"])
-        guide = net.guide(a_self[:, -n:], a_other[:, -n:], style)
+        guide = net.guide(a_self[:, -n:], a_other[:, -n:], style, batch.get("controls"))
         pred = net.denoise(x_t, t, batch["prev"], has_prev, guide, style, drop_cond)
         loss = F.mse_loss(pred, v)
         total, parts = loss, {}
@@ -155,6 +170,8 @@ class AudioToMotion(pl.LightningModule):
         t = torch.rand(b, device=dev)
         drop = torch.rand(b, device=dev) < self.hparams.p_drop_cond
         has_prev = batch["has_prev"] & (torch.rand(b, device=dev) >= self.hparams.p_drop_prev)
+        if "controls" in batch:
+            batch = {**batch, "controls": self.drop_controls(batch["controls"])}
         loss, parts = self.loss(batch, t, torch.randn_like(batch["x0"]), drop, has_prev)
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=b)
@@ -181,7 +198,7 @@ class AudioToMotion(pl.LightningModule):
         a_self, a_other = net.audio_features(batch["self_audio"], batch["other_audio"])
         n = net.context + net.window
         style = net.style(batch["rest"], batch["spread"])
-        guide = net.guide(a_self[:, -n:], a_other[:, -n:], style)
+        guide = net.guide(a_self[:, -n:], a_other[:, -n:], style, batch.get("controls"))
         x_t, _ = self.schedule.add_noise(batch["x0"], t, noise)
         no_prev = torch.zeros_like(batch["has_prev"])  # from the audio alone: continuing the previous frames
         pred = net.denoise(x_t, t, batch["prev"], no_prev, guide, style)  # would score by autocorrelation

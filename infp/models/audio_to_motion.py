@@ -4,6 +4,11 @@ Shared audio encoder (both channels, in the fixed order self, other) -> Interact
 conditional diffusion transformer. Latents are generated as offsets from the speaker's rest
 motion (the portrait's own latent at inference), divided by ``motion_scale`` (per-dim std of the
 training offsets).
+
+With ``controls``, a (B, 2, K) array of control values (``infp.models.controls``: smile, brow, ... for
+speaking and for listening, NaN where absent) is embedded and added to the guidance of every frame, so
+classifier-free guidance strengthens it as it does the audio; ``control_lo`` / ``control_hi`` hold the
+corpus percentiles that map the raw measures to 0..1 (set from the training data).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from torch import nn
 
 from infp.audio.features import AudioEncoder
 from infp.audio.phones import PHONES
+from infp.face.expression import CONTROL_NAMES, KINDS
 from infp.models.motion_dit import MotionDiT
 from infp.models.motion_guider import MotionGuider
 from infp.models.pretrained import Pretrained
@@ -39,12 +45,13 @@ class AudioToMotionNet(Pretrained):
         audio_layers: int = 3,
         lip_head: bool = False,
         phone_head: bool = False,
+        controls: bool = False,
     ) -> None:
         super().__init__()
         self.config = dict(motion_dim=motion_dim, audio_dim=audio_dim, audio_hidden=audio_hidden, guide_dim=guide_dim,
                            bank_size=bank_size, style_dim=style_dim, dit_dim=dit_dim, depth=depth, heads=heads,
                            window=window, context=context, audio_layers=audio_layers, lip_head=lip_head,
-                           phone_head=phone_head)
+                           phone_head=phone_head, controls=controls)
         self.motion_dim, self.window, self.context = motion_dim, window, context
         self.audio = AudioEncoder(audio_dim, hidden=audio_hidden, n_layers=audio_layers)
         # training only: the speaker's mouth opening read from each frame's audio features, which makes
@@ -57,6 +64,18 @@ class AudioToMotionNet(Pretrained):
         self.style_proj = nn.Sequential(nn.Linear(2 * motion_dim, style_dim), nn.SiLU(), nn.Linear(style_dim, style_dim))
         self.null_guide = nn.Parameter(torch.zeros(1, 1, guide_dim))
         self.register_buffer("motion_scale", torch.ones(motion_dim))
+        self.control = None
+        if controls:
+            n = len(KINDS) * len(CONTROL_NAMES)
+            self.control = nn.Sequential(nn.Linear(2 * n, guide_dim), nn.SiLU(), nn.Linear(guide_dim, guide_dim))
+            nn.init.zeros_(self.control[-1].weight)
+            nn.init.zeros_(self.control[-1].bias)
+            self.register_buffer("control_lo", torch.zeros(len(CONTROL_NAMES)))
+            self.register_buffer("control_hi", torch.ones(len(CONTROL_NAMES)))
+
+    @property
+    def has_controls(self) -> bool:
+        return self.control is not None
 
     @property
     def audio_context(self) -> int:
@@ -74,8 +93,18 @@ class AudioToMotionNet(Pretrained):
             spread = torch.zeros_like(rest)
         return self.style_proj(torch.cat([rest, spread / self.motion_scale], dim=-1))
 
-    def guide(self, a_self: torch.Tensor, a_other: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return self.guider(a_self, a_other, style)
+    def guide(self, a_self: torch.Tensor, a_other: torch.Tensor, style: torch.Tensor,
+              controls: torch.Tensor | None = None) -> torch.Tensor:
+        """Guidance (B, T, C); ``controls`` (B, 2, K) values with NaN = absent (None: all absent; ignored by a
+        network trained without controls)."""
+        guide = self.guider(a_self, a_other, style)
+        if self.control is None:
+            return guide
+        if controls is None:
+            controls = torch.full((guide.shape[0], len(KINDS), len(CONTROL_NAMES)), float("nan"), device=guide.device)
+        given = torch.isfinite(controls)
+        feats = torch.cat([torch.where(given, controls, 0.0).flatten(1), given.flatten(1).to(guide.dtype)], dim=1)
+        return guide + self.control(feats.to(guide.dtype))[:, None]
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, prev: torch.Tensor, has_prev: torch.Tensor,
                 guide: torch.Tensor, style: torch.Tensor, drop_cond: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,13 +14,15 @@ import torch
 from infp.constants import FPS, SAMPLES_PER_FRAME
 from infp.diffusion import CosineSchedule, cfg_denoiser, sample_ddim
 from infp.models.audio_to_motion import AudioToMotionNet
+from infp.models.controls import Controls
 
 
 class MotionStream:
     """Streaming stage-2 generator; algorithmic look-ahead = (window - 1) frames."""
 
     def __init__(self, net: AudioToMotionNet, rest: torch.Tensor, spread: torch.Tensor | None = None,
-                 steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, device: str | torch.device = "cpu") -> None:
+                 steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, device: str | torch.device = "cpu",
+                 controls: Controls | None = None) -> None:
         self.net = net.eval().to(device)
         self.device = torch.device(device)
         self.steps, self.cfg_scale = steps, cfg_scale
@@ -29,7 +31,19 @@ class MotionStream:
         with torch.no_grad():
             self.style = net.style(self.rest, None if spread is None else spread.reshape(1, -1).to(self.device))
         self.seed = seed
+        self.set_controls(controls)
         self.reset()
+
+    def set_controls(self, controls: Controls | None) -> None:
+        """Expression / behaviour controls from the next hop on (None or empty: the model's own choice).
+        A network trained without controls ignores them (``controls_active`` is then False)."""
+        self.controls = controls if controls else None
+        arr = None if self.controls is None else torch.from_numpy(self.controls.array())[None].to(self.device)
+        self._controls = arr
+
+    @property
+    def controls_active(self) -> bool:
+        return self._controls is not None and self.net.has_controls
 
     @property
     def window(self) -> int:
@@ -79,7 +93,7 @@ class MotionStream:
         chunk = torch.from_numpy(self.audio[:, end - need:end]).to(self.device)
         a_self, a_other = net.audio_features(chunk[:1], chunk[1:])
         a_self, a_other = a_self[:, -(p + w):], a_other[:, -(p + w):]
-        guide = net.guide(a_self, a_other, self.style)
+        guide = net.guide(a_self, a_other, self.style, self._controls)
         has_prev = torch.tensor([self.frames_done > 0], device=self.device)
         noise = torch.randn(1, w, net.motion_dim, generator=self.generator).to(self.device)
         model = cfg_denoiser(net.denoise, self.cfg_scale)
@@ -96,9 +110,9 @@ class MotionStream:
 
 def generate_motion(net: AudioToMotionNet, self_audio: np.ndarray, other_audio: np.ndarray, rest: torch.Tensor,
                     steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, spread: torch.Tensor | None = None,
-                    device: str | torch.device = "cpu") -> np.ndarray:
+                    device: str | torch.device = "cpu", controls: Controls | None = None) -> np.ndarray:
     """Latents (T, D) for T = ceil(N / 640) frames of dyadic audio (self, other), offline."""
     n_frames = -(-len(self_audio) // SAMPLES_PER_FRAME)
-    stream = MotionStream(net, rest, spread, steps, cfg_scale, seed, device)
+    stream = MotionStream(net, rest, spread, steps, cfg_scale, seed, device, controls)
     lat = np.concatenate([stream.push(self_audio, other_audio), stream.flush()])
     return lat[:n_frames]
