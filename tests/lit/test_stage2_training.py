@@ -129,3 +129,40 @@ def test_lip_and_phone_heads_shape_the_audio_features_and_validation_reports_the
     metrics = train(_cfg(overrides + ["data.val_windows_per_clip=8"]))  # enough own-voice frames for an r
     assert np.isfinite(metrics["val/lip_r"]) and -1 <= metrics["val/lip_r"] <= 1
     assert np.isfinite(metrics["val/audio_lips"])
+
+
+def test_controls_are_measured_around_each_window_dropped_at_random_and_stored_with_the_weights(tmp_path, sample_corpus,
+                                                                                                  motion_dir):
+    import numpy as np
+    import torch
+
+    from infp.face.expression import CONTROL_NAMES
+
+    overrides = ["experiment=stage2_debug", f"paths.corpus={sample_corpus}", f"data.motion_dir={motion_dir}",
+                 f"paths.output_dir={tmp_path}", "trainer.enable_progress_bar=false", "model.net.controls=true"]
+    cfg = _cfg(overrides)
+    assert cfg.data.controls is True  # follows the network
+    dm, module = instantiate(cfg.data), instantiate(cfg.model)
+    _fill_from_model(dm, module)
+    dm.setup()
+    lo, hi = dm.control_range
+    assert lo.shape == (len(CONTROL_NAMES),) and (hi > lo).all()
+    ds = dm.train_subset("all")
+    vals = np.stack([ds[i]["controls"].numpy() for i in range(200)])  # (N, 2, K)
+    speak_ok = np.isfinite(vals[:, 0]).all(axis=1)
+    listen_ok = np.isfinite(vals[:, 1]).all(axis=1)
+    assert speak_ok.any() and listen_ok.any()  # windows with speaking frames, and with listening ones
+    assert (~speak_ok).any()  # a listening-only window has no speaking level
+    # mapped by the corpus percentiles: most values in 0..1, and they vary from window to window
+    finite = vals[np.isfinite(vals)]
+    assert 0.7 < ((finite >= -0.05) & (finite <= 1.05)).mean() and finite.std() > 0.1
+    dropped = module.drop_controls(torch.zeros(1000, 2, len(CONTROL_NAMES)))
+    share = torch.isnan(dropped).float().mean().item()
+    assert 0.4 < share < 0.65  # 1 - 0.7 * 0.7 = 0.51 absent
+    assert torch.isnan(dropped).all(dim=(1, 2)).float().mean().item() > 0.2  # whole windows without controls
+
+    metrics = train(cfg)
+    assert np.isfinite(metrics["val/loss"])
+    net = AudioToMotionNet.from_pretrained(tmp_path / "checkpoint")
+    assert net.has_controls and torch.allclose(net.control_lo, torch.as_tensor(lo))
+    assert net.control[-1].weight.abs().sum() > 0  # the control embedding was trained
