@@ -34,6 +34,7 @@ from infp.eval.lipsync import (
     video_mouth_track,
 )
 from infp.io import iter_frames, read_audio, read_image, to_mono
+from infp.models.controls import Controls
 from infp.pipelines.render import Pipeline, RenderSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,9 +54,11 @@ def first_frame(clip: Path) -> np.ndarray:
         frames.close()
 
 
-def render_track(pipe: Pipeline, portrait: np.ndarray, speech: np.ndarray, seed: int, steps: int) -> np.ndarray:
+def render_track(pipe: Pipeline, portrait: np.ndarray, speech: np.ndarray, seed: int, steps: int,
+                 controls: Controls | None = None) -> np.ndarray:
     """Mouth track of ``speech`` rendered on ``portrait`` as the avatar's own voice (partner silent)."""
-    frames = pipe.render(portrait, self_audio=speech, other_audio=None, settings=RenderSettings(seed=seed, steps=steps))
+    settings = RenderSettings(seed=seed, steps=steps, controls=controls or Controls())
+    frames = pipe.render(portrait, self_audio=speech, other_audio=None, settings=settings)
     return mouth_track(frames)
 
 
@@ -79,7 +82,7 @@ def evaluate_clip(pipe: Pipeline, clip: Path, portraits: dict[str, np.ndarray], 
     for name, image in targets.items():
         t0 = time.perf_counter()
         try:
-            avatar = render_track(pipe, image, speech, args.seed, args.steps)
+            avatar = render_track(pipe, image, speech, args.seed, args.steps, Controls.parse(args.control))
         except InfpError as exc:
             log(f"  skip {name}: {exc}")
             continue
@@ -119,6 +122,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=None, help="seconds of each clip to use (from its start)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--control", default=None, help="render with these controls (e.g. smile=1 or a preset name)")
     ap.add_argument("--out", type=Path, default=None, help="JSON with every score and the means")
     args = ap.parse_args()
 

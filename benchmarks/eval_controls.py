@@ -1,0 +1,131 @@
+"""Do the stage-2 controls do what they say? Each control swept over settings, measured on rendered frames.
+
+A held-out dialogue (``infp.eval.dialogue``: turns, one overlap, pauses, from two voices) is rendered
+on each portrait without controls and with one control at a time set to each of ``--values`` (for
+speaking and listening alike). On every rendered frame the face-mesh landmarker gives the expression
+and head measures of ``infp.face.expression``; per setting the script reports, separately over the
+frames where ``self`` speaks and where it does not, each measure's level relative to the portrait
+(smile = mouth-corner lift, brow, eyes, yaw, pitch; in eye distances / ratios) and ``head_motion``
+(RMS of the standard deviations of yaw, pitch and roll), plus the mouth's speak/listen contrast (mean
+frame-to-frame change of the mouth opening while only ``self`` speaks over while only ``other`` does).
+For each control: whether its own measure rises with the setting, and the change from the lowest to the
+highest setting in units of the uncontrolled output's standard deviation of that measure over its frames
+(for head_motion: the ratio of the highest to the lowest).
+
+    python benchmarks/eval_controls.py --weights weights --self-voice ../shared/data/talking/X.mp4 \
+        --other-voice ../shared/data/talking/Y.mp4 --portrait data/samples/portraits/lp_s1.jpg \
+        --out outputs/eval/controls.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from infp.audio.vad import frame_speech_prob
+from infp.constants import SPEECH_THRESHOLD
+from infp.eval.dialogue import compose
+from infp.face import FaceDetector
+from infp.face.expression import CONTROL_NAMES, KINDS, MEASURES, ROTATION, frame_measures
+from infp.face.landmarks import NUM_LANDMARKS, mouth_opening
+from infp.models.controls import Controls
+from infp.pipelines.render import Pipeline, RenderSettings
+
+
+def landmark_track(frames: list[np.ndarray]) -> np.ndarray:
+    """(T, 478, 2) landmarks of consecutive frames (NaN where no face)."""
+    out = np.full((len(frames), NUM_LANDMARKS, 2), np.nan, np.float32)
+    with FaceDetector(max_faces=1, video=True) as det:
+        for i, f in enumerate(frames):
+            faces = det.detect(f)
+            if faces:
+                out[i] = faces[0].landmarks
+    return out
+
+
+def summarise(lms: np.ndarray, rest: np.ndarray, speaking: np.ndarray, self_only: np.ndarray,
+              other_only: np.ndarray) -> dict:
+    m = frame_measures(lms)
+    ok = np.isfinite(m).all(axis=1)
+    out: dict = {"face_found": float(ok.mean())}
+    for kind, mask in zip(KINDS, (speaking, ~speaking)):
+        sel = m[mask & ok]
+        lv = {name: float(np.mean(sel[:, MEASURES.index(name)]) - rest[MEASURES.index(name)])
+              for name in CONTROL_NAMES if name != "head_motion"}
+        lv["head_motion"] = float(np.sqrt(np.mean(sel[:, ROTATION].var(axis=0))))
+        out[kind] = lv
+    out["frame_std"] = {name: float(np.nanstd(m[:, MEASURES.index(name)])) for name in MEASURES}
+    opening = mouth_opening(lms)
+    change = np.abs(np.diff(opening, prepend=opening[:1]))
+    out["mouth_change_self_over_other"] = float(np.nanmean(change[self_only]) / max(np.nanmean(change[other_only]), 1e-6))
+    out["mouth_opening_listening"] = float(np.nanmean(opening[other_only]))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", type=Path, default=None)
+    ap.add_argument("--portrait", type=Path, nargs="+", required=True)
+    ap.add_argument("--self-voice", type=Path, required=True)
+    ap.add_argument("--other-voice", type=Path, required=True)
+    ap.add_argument("--controls", nargs="+", default=list(CONTROL_NAMES), choices=CONTROL_NAMES)
+    ap.add_argument("--values", type=float, nargs="+", default=[0.0, 0.5, 1.0])
+    ap.add_argument("--presets", nargs="*", default=[], help="also render these presets")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    pipe = Pipeline.from_pretrained(args.weights)
+    if not pipe.stage2.has_controls:
+        raise SystemExit(f"{args.weights or 'weights'}: the stage-2 weights have no controls")
+    own, other = compose(args.self_voice, args.other_voice)
+    vad = frame_speech_prob(np.stack([own, other])) > SPEECH_THRESHOLD
+    speaking, self_only, other_only = vad[:, 0], vad[:, 0] & ~vad[:, 1], vad[:, 1] & ~vad[:, 0]
+    settings = [("none", Controls())]
+    settings += [(f"{c}={v:g}", Controls.parse(f"{c}={v}")) for c in args.controls for v in args.values]
+    settings += [(p, Controls.preset(p)) for p in args.presets]
+    report: dict = {"values": args.values, "portraits": {}}
+    for portrait in args.portrait:
+        from infp.runtime.portrait import load_portrait
+
+        pt = load_portrait(portrait, pipe.size)
+        rest = frame_measures(pt.landmarks[None])[0]  # the portrait's own face: the rest the levels are taken from
+        res = {}
+        for name, ctl in settings:
+            t0 = time.time()
+            frames = pipe.render(portrait, own, other, settings=RenderSettings(seed=args.seed, steps=args.steps,
+                                                                               controls=ctl))
+            n = min(len(frames), len(speaking))
+            res[name] = summarise(landmark_track(frames[:n]), rest, speaking[:n], self_only[:n], other_only[:n])
+            print(f"{portrait.name} {name}: {time.time() - t0:.0f} s; smile speak/listen "
+                  f"{res[name]['speak']['smile']:+.3f}/{res[name]['listen']['smile']:+.3f}, head_motion "
+                  f"{res[name]['speak']['head_motion']:.3f}/{res[name]['listen']['head_motion']:.3f}, mouth contrast "
+                  f"{res[name]['mouth_change_self_over_other']:.2f}", flush=True)
+        verdict = {}
+        for c in args.controls:
+            per_kind = {}
+            for kind in KINDS:
+                levels = [res[f"{c}={v:g}"][kind][c] for v in args.values]
+                d = {"levels": levels, "monotonic": bool(np.all(np.diff(levels) > 0))}
+                if c == "head_motion":
+                    d["ratio_high_over_low"] = levels[-1] / max(levels[0], 1e-9)
+                else:
+                    d["change_in_frame_std"] = (levels[-1] - levels[0]) / max(res["none"]["frame_std"][c], 1e-9)
+                per_kind[kind] = d
+            per_kind["min_mouth_contrast"] = min(res[f"{c}={v:g}"]["mouth_change_self_over_other"] for v in args.values)
+            verdict[c] = per_kind
+        report["portraits"][portrait.name] = {"settings": res, "controls": verdict}
+        print(json.dumps({portrait.name: verdict}, indent=1), flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
