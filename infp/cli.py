@@ -10,10 +10,14 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import TYPE_CHECKING, Callable, NoReturn
 
 from infp.constants import MAX_CFG_SCALE, MAX_SEED, MAX_STEPS, SPEECH_THRESHOLD
 from infp.errors import InfpError
+
+if TYPE_CHECKING:
+    from infp.models.controls import Controls
+    from infp.pipelines.render import Pipeline
 
 log = logging.getLogger("infp")
 
@@ -63,6 +67,23 @@ def finite_float(lo: float | None = None, hi: float | None = None, hi_open: bool
             high = "inf)" if hi is None else f"{hi:g})" if hi_open else f"{hi:g}]"
             raise argparse.ArgumentTypeError(f"must be a finite number in {low}, {high}, got {text}")
         return value
+
+    return parse
+
+
+def controls_text(kind: str | None = None) -> Callable[[str], str]:
+    """An argparse ``type`` for control text (``warm,smile=0.8,listen.head_motion=0.5``), checked at parse
+    time; ``kind`` puts names without a kind on that side only."""
+
+    def parse(text: str) -> str:
+        from infp.errors import SettingsError
+        from infp.models.controls import Controls
+
+        try:
+            Controls.parse(text, kind)
+        except SettingsError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
 
     return parse
 
@@ -242,8 +263,13 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise InfpError("give the conversation as --audio DIALOG.wav (stereo) or --self SELF.wav [--other OTHER.wav]")
     if args.audio is not None and (args.self_audio is not None or args.other_audio is not None):
         raise InfpError("give either --audio (stereo dialogue) or --self/--other, not both")
+    if args.style_video is not None:
+        from infp.io import video_info
+
+        video_info(args.style_video)  # a missing or unreadable reference fails before the models load
     _check_output(args.out, args.checkpoint, stages=True, **{"--portrait": args.portrait, "--audio": args.audio,
-                                                             "--self": args.self_audio, "--other": args.other_audio})
+                                                             "--self": args.self_audio, "--other": args.other_audio,
+                                                             "--style-video": args.style_video})
     if args.audio is not None:
         own, other = read_dialogue(args.audio, self_channel=args.self_channel)
         describe = {"audio": str(args.audio), "self_channel": args.self_channel}
@@ -257,12 +283,39 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.size is not None and args.size != pipe.size:
         raise InfpError(f"the checkpoint renders {pipe.size}x{pipe.size}; --size {args.size} needs a checkpoint trained at that size",
                         args.checkpoint or "starter weights")
+    controls, given = _render_controls(args, pipe)
+    if given:
+        describe["controls_given"] = given
     settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, paste_back=args.paste_back,
-                              audio_out=args.audio_out, overlay=args.overlay, face_index=args.face_index)
+                              audio_out=args.audio_out, overlay=args.overlay, face_index=args.face_index, controls=controls)
     out = pipe.render(args.portrait, own, other, out=args.out, settings=settings, progress=not args.quiet, describe=describe)
     report = json.loads(out.with_suffix(".json").read_text())
     print(f"wrote {out} ({report['frames']} frames, {report['duration_s']} s, real-time factor {report['real_time_factor']})")
     return 0
+
+
+def _render_controls(args: argparse.Namespace, pipe: Pipeline) -> tuple[Controls, dict]:
+    """The controls of ``infp render`` (later wins: --preset, --style-video, --control, --speak/--listen-control)
+    and what they came from, for OUT.json."""
+    from infp.models.controls import Controls
+
+    texts = {"control": (args.control, None), "speak_control": (args.speak_control, "speak"),
+             "listen_control": (args.listen_control, "listen")}
+    given = {k: text for k, (text, _) in texts.items() if text is not None}
+    if args.preset is not None:
+        given = {"preset": args.preset, **given}
+    base = Controls.preset(args.preset) if args.preset is not None else Controls()
+    top = Controls()
+    for text, kind in texts.values():
+        top = top.merged(Controls.parse(text, kind))
+    pipe.check_controls(bool(base or top) or args.style_video is not None)
+    if args.style_video is not None:
+        from infp.pipelines.style import style_from_video
+
+        style = style_from_video(args.style_video, pipe.stage2)
+        base = base.merged(style.controls)
+        given["style_video"] = style.to_dict()
+    return base.merged(top), given
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -347,6 +400,7 @@ def _default_checkpoint(stage: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     from infp import __version__
+    from infp.models.controls import CONTROL_NAMES, PRESETS
 
     ap = _Parser(prog="infp", description="Dyadic conversational heads: speak and listen from two audio channels.")
     ap.add_argument("--version", action="version", version=f"infp {__version__}")
@@ -410,6 +464,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paste-back", action="store_true", help="render into the whole portrait, not only the face crop")
     p.add_argument("--audio-out", choices=("mix", "self", "none"), default="mix", help="audio track of the mp4")
     p.add_argument("--overlay", action="store_true", help="draw both channels' VAD and the speaking/listening state")
+    g = p.add_argument_group("expression controls (stage-2 weights trained with controls; later ones win, in this order)")
+    g.add_argument("--preset", choices=tuple(PRESETS), default=None, help="named controls for speaking and listening")
+    g.add_argument("--style-video", type=Path, default=None, metavar="VIDEO",
+                   help="controls measured from the face in this video (its first 60 s; its audio tells speaking from listening)")
+    g.add_argument("--control", type=controls_text(), default=None, metavar="TEXT",
+                   help=f"controls for speaking and listening, 0..1: e.g. 'warm,smile=0.8,listen.head_motion=0.5' "
+                        f"({', '.join(CONTROL_NAMES)})")
+    g.add_argument("--speak-control", type=controls_text("speak"), default=None, metavar="TEXT",
+                   help="controls while the portrait speaks, e.g. 'smile=0.2,head_motion=0.7'")
+    g.add_argument("--listen-control", type=controls_text("listen"), default=None, metavar="TEXT",
+                   help="controls while the portrait listens")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")

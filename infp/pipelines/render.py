@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +25,7 @@ from infp.io import is_silent, read_dialogue, write_video
 from infp.io.atomic import atomic_write_text
 from infp.io.outputs import check_video_output, checkpoint_files
 from infp.models.audio_to_motion import AudioToMotionNet
+from infp.models.controls import Controls
 from infp.models.pretrained import CONFIG_FILE, checkpoint_id
 from infp.runtime.portrait import Portrait, load_portrait
 from infp.runtime.stage1 import Stage1Runner
@@ -45,9 +46,11 @@ class RenderSettings:
     overlay: bool = False
     face_index: int | None = None
     vad_threshold: float = SPEECH_THRESHOLD
+    controls: Controls = field(default_factory=Controls)  # stage-2 expression controls (empty: the model's own)
 
     def __post_init__(self) -> None:
         """Refuse settings that would render garbage: a NaN guidance scale gives black frames, not an error."""
+        self.controls = _as_controls(self.controls)
         _check_int("steps", self.steps, 1, MAX_STEPS)
         _check_float("cfg_scale", self.cfg_scale, 0.0, MAX_CFG_SCALE)
         _check_int("seed", self.seed, 0, MAX_SEED)
@@ -57,8 +60,34 @@ class RenderSettings:
         if self.audio_out not in AUDIO_OUT:
             raise SettingsError(f"audio_out must be one of {AUDIO_OUT}, not {self.audio_out!r}")
 
+    def to_dict(self) -> dict:
+        """As written into OUT.json (controls as ``{"speak": {...}, "listen": {...}}``)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "controls"},
+                "controls": self.controls.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RenderSettings:
+        """The settings of ``to_dict`` (e.g. OUT.json's ``settings``) back; unknown names are refused."""
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise SettingsError(f"unknown render settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
 
 AUDIO_OUT = ("mix", "self", "none")
+
+
+def _as_controls(value: object) -> Controls:
+    """Controls from a Controls, its dict form, its text form or None."""
+    if value is None:
+        return Controls()
+    if isinstance(value, Controls):
+        return value
+    if isinstance(value, str):
+        return Controls.parse(value)
+    if isinstance(value, dict):
+        return Controls.from_dict(value)
+    raise SettingsError(f"controls must be Controls, a dict or text like 'smile=0.8', not {value!r}")
 
 
 def _check_int(name: str, value: object, lo: int | None, hi: int | None) -> None:
@@ -112,6 +141,12 @@ class Pipeline:
     def size(self) -> int:
         return self.stage1.size
 
+    def check_controls(self, controls: Controls | bool | None) -> None:
+        """Refuse controls (``True``: any) when the stage-2 network was trained without them (they would be ignored)."""
+        if controls and not self.stage2.has_controls:
+            raise SettingsError("these stage-2 weights were trained without controls; expression controls (and a style "
+                                "from a video) need stage-2 weights trained with them", self.sources.get("stage2"))
+
     def frames(self, portrait: Portrait, own: np.ndarray, other: np.ndarray, settings: RenderSettings,
                vad: np.ndarray | None = None, timings: dict | None = None) -> Iterator[np.ndarray]:
         """Yield exactly ceil(N / 640) frames for (self, other) audio of N samples each.
@@ -119,6 +154,7 @@ class Pipeline:
         Runs the streaming loop (``StreamingSession``) hop by hop over the file, with the whole file's
         voice activity ``vad`` (T, 2) for the overlay.
         """
+        self.check_controls(settings.controls)
         n_frames = -(-len(own) // SAMPLES_PER_FRAME)
         session = self.session(portrait, settings, vad=vad if vad is not None else np.zeros((n_frames, 2), np.float32),
                                overlay=settings.overlay and vad is not None, timings=timings)
@@ -140,7 +176,7 @@ class Pipeline:
                                 seed=settings.seed, paste_back=settings.paste_back,
                                 overlay=settings.overlay if overlay is None else overlay, vad=vad,
                                 vad_threshold=settings.vad_threshold, render_batch=render_batch, device=self.device,
-                                timings=timings)
+                                timings=timings, controls=settings.controls or None)
 
     def render(
         self,
@@ -156,6 +192,7 @@ class Pipeline:
         from tqdm import tqdm
 
         settings = settings or RenderSettings()
+        self.check_controls(settings.controls)
         if out is not None:
             check_video_output(out, self._inputs(portrait, self_audio, other_audio))
         own, partner = self._audio(self_audio, other_audio)
@@ -181,7 +218,7 @@ class Pipeline:
             bar.close()
         wall = time.perf_counter() - t0
         duration = len(own) / SAMPLE_RATE
-        report = {"settings": asdict(settings), "portrait": str(portrait) if not isinstance(portrait, np.ndarray) else "array",
+        report = {"settings": settings.to_dict(), "portrait": str(portrait) if not isinstance(portrait, np.ndarray) else "array",
                   "self_audio": str(self_audio) if not isinstance(self_audio, np.ndarray) else "array",
                   "other_audio": None if other_audio is None else (str(other_audio) if not isinstance(other_audio, np.ndarray) else "array"),
                   "frames": n_frames, "fps": FPS, "duration_s": round(duration, 3), "size": self.size,

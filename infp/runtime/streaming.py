@@ -30,6 +30,7 @@ import torch
 from infp.audio.vad import StreamingVAD
 from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD, VAD_CHUNK
 from infp.models.audio_to_motion import AudioToMotionNet
+from infp.models.controls import Controls
 from infp.runtime.motion import MotionStream
 from infp.runtime.overlay import OVERLAY_LANE, draw_overlay, frame_state
 from infp.runtime.portrait import Portrait
@@ -72,18 +73,19 @@ class StreamingSession:
     whole file's), or None to run silero VAD on the stream as it arrives.
     ``render_batch``: frames rendered per stage-1 call (4 = one call per hop: best throughput;
     1 = each frame leaves as soon as it is drawn: lowest latency).
+    ``controls``: expression / behaviour controls of stage 2 (None or empty: the model's own choice).
     """
 
     def __init__(self, stage1: Stage1Runner, stage2: AudioToMotionNet, portrait: Portrait, *, steps: int = 6,
                  cfg_scale: float = 2.0, seed: int = 0, paste_back: bool = False, overlay: bool = False,
                  vad: np.ndarray | None = None, vad_threshold: float = SPEECH_THRESHOLD, render_batch: int | None = None,
-                 device: str | torch.device = "cpu", timings: dict | None = None) -> None:
+                 device: str | torch.device = "cpu", timings: dict | None = None, controls: Controls | None = None) -> None:
         self.stage1 = stage1
         self.device = torch.device(device)
         self.portrait = portrait
         self.source = stage1.source(portrait)
         self.motion = MotionStream(stage2, self.source.motion[0], steps=steps, cfg_scale=cfg_scale, seed=seed,
-                                   device=self.device)
+                                   device=self.device, controls=controls)
         self.paste_back, self.overlay = paste_back, overlay
         self.vad_threshold = vad_threshold
         self.window = self.motion.window
@@ -236,6 +238,10 @@ class StreamingSession:
     def set_steps(self, steps: int) -> None:
         """Diffusion steps of the next hops (fewer: cheaper motion generation)."""
         self.motion.steps = steps
+
+    def set_controls(self, controls: Controls | None) -> None:
+        """Expression / behaviour controls from the next hop on (None or empty: the model's own choice)."""
+        self.motion.set_controls(controls)
 
     @property
     def lookahead_s(self) -> float:
