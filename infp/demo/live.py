@@ -17,6 +17,9 @@ Voice activity of both channels is computed as the audio is ingested, not when i
 so the conversation events (``events``: the user and the agent start / stop talking) do not wait for
 rendering; ``clear_agent`` stops the agent's voice at the clock's current sample (barge-in).
 
+``set_controls`` changes the expression / behaviour controls (``infp.models.controls``) on the same
+clock: they apply from the hop that holds the clock's current sample, whatever the worker is doing.
+
 The parts: ``clock`` (the audio clock, deadlines, the drop decision), ``quality`` (the ladder),
 ``agent`` (the agent's voice queue), ``events`` (speech start / end of both channels), ``recorder``
 (mp4 of a session), ``stats`` (figures).
@@ -34,7 +37,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
+from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from infp.demo.agent import MAX_AGENT_QUEUE_S, AgentVoice
 from infp.demo.clock import AudioClock, DropPredictor
 from infp.demo.events import ConversationEvents
@@ -42,6 +45,7 @@ from infp.demo.quality import Level, QualityLadder
 from infp.demo.recorder import SessionRecorder
 from infp.demo.stats import LiveStats
 from infp.errors import InfpError
+from infp.models.controls import Controls
 from infp.runtime.portrait import Portrait, load_portrait
 from infp.runtime.streaming import StreamFrame
 
@@ -62,13 +66,15 @@ class LiveSession:
     and encoded (``frame.info``: ``jpeg`` bytes or None, ``latency`` s, ``late``, ``wall`` of its audio).
     ``on_event(message)`` is called with each conversation event (``infp.demo.events``), in order, on
     the thread that called ``ingest`` or ``clear_agent``; with ``keep_records`` they are also kept in
-    ``event_log``.
+    ``event_log``. ``controls``: the expression / behaviour controls to start with (default:
+    ``settings.controls``; see ``set_controls``).
     """
 
     def __init__(self, pipe, portraits: dict[int, Portrait], levels: list[Level], settings, *, delay: float = 0.25,
                  render_batch: int = 1, sink: Callable[[StreamFrame], None] | None = None, keep_records: bool = False,
                  margin: float = 0.01, encode: bool = True, clock: Callable[[], float] = time.monotonic,
-                 agent_queue_s: float | None = MAX_AGENT_QUEUE_S, on_event: Callable[[dict], None] | None = None) -> None:
+                 agent_queue_s: float | None = MAX_AGENT_QUEUE_S, on_event: Callable[[dict], None] | None = None,
+                 controls: Controls | None = None) -> None:
         self.portraits = portraits
         self.encode, self.sink, self.on_event = encode, sink, on_event
         self.session = pipe.session(portraits[levels[0].size], settings, vad=None, overlay=False, render_batch=render_batch)
@@ -86,6 +92,9 @@ class LiveSession:
         self.recorder: SessionRecorder | None = None
         self.error: BaseException | None = None
         self._worker = _Worker(self)
+        self.controls = controls if controls is not None else settings.controls
+        self.session.motion.set_controls(self.controls)
+        self.controls_log: list[dict] = [self._control_change(0)]  # every change: first frame, controls
 
     # -- the parts' figures, by their usual names ---------------------------------------------------
     @property
@@ -166,6 +175,30 @@ class LiveSession:
         self._announce(events)
         return {"dropped_s": round(dropped, 2), "t": round(clock / SAMPLE_RATE, 3)}
 
+    @property
+    def controls_available(self) -> bool:
+        """Whether the stage-2 network was trained with controls (without, they have no effect)."""
+        return self.session.motion.net.has_controls
+
+    def set_controls(self, controls: Controls | None) -> dict:
+        """Expression / behaviour controls (None or empty: the model's own choice) from the hop that holds
+        the clock's current sample on. Returns the change: ``k`` (first frame made with them), ``t`` (its
+        session seconds), ``speak`` and ``listen``; it is also kept in ``controls_log`` and the recording."""
+        controls = controls or Controls()
+        with self._ingest_lock:
+            k = self.clock.samples // self.session.hop * self.session.window
+            self.controls = controls
+            change = self._control_change(k)
+            self.controls_log.append(change)
+            self._worker.put_controls(k, controls)
+            with self._worker.lock:
+                if self.recorder is not None and not self.recorder.done.is_set():
+                    self.recorder.controls(change)
+        return change
+
+    def _control_change(self, k: int) -> dict:
+        return {"k": k, "t": round(k / FPS, 3), **self.controls.to_dict()}
+
     def _announce(self, events: list[dict]) -> None:
         for e in events:
             if self.event_log is not None:
@@ -200,6 +233,7 @@ class LiveSession:
             if self.session.paste_back:
                 still = self.portraits[self.levels[0].size].paste(still)
             self.recorder = SessionRecorder(path, first, still)
+            self.recorder.controls(self.controls_log[-1])
             return self.recorder
 
     def stop_recording(self, wait: float | None = None) -> SessionRecorder:
@@ -225,7 +259,8 @@ class LiveSession:
         snap = self.stats.snapshot(self.clock.now())
         snap.update(size=self.level.size, steps=self.level.steps, delay_ms=round(self.delay * 1000), note=self.note,
                     clock_s=round(self.clock.seconds, 2), agent=self.agent.status(), speech=self.events.speaking,
-                    recording=self.recorder is not None and not self.recorder.done.is_set())
+                    recording=self.recorder is not None and not self.recorder.done.is_set(),
+                    controls=self.controls.to_dict())
         return snap
 
     # -- called by the worker -----------------------------------------------------------------------
@@ -281,6 +316,7 @@ class _Worker:
         self._inbox: deque = deque()
         self._cond = threading.Condition()
         self._stop = self._flush = False
+        self._controls: deque[tuple[int, Controls]] = deque()  # (first frame, controls) not applied yet
         self._started, self._finished = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self.run, name="infp-live", daemon=True)
 
@@ -288,6 +324,16 @@ class _Worker:
         with self._cond:
             self._inbox.append(chunk)
             self._cond.notify()
+
+    def put_controls(self, k: int, controls: Controls) -> None:
+        with self._cond:
+            self._controls.append((k, controls))
+
+    def _apply_controls(self, frame: int | None = None) -> None:
+        """Controls due by ``frame`` (the next frame to generate; None: all) go to the motion generator."""
+        with self._cond:
+            while self._controls and (frame is None or self._controls[0][0] <= frame):
+                self.live.session.motion.set_controls(self._controls.popleft()[1])
 
     def end_input(self) -> None:
         with self._cond:
@@ -325,13 +371,17 @@ class _Worker:
                     live.clock.note_arrival(start, len(own), wall)
                     session.feed(own, other, probs)
                 while session.ready_hops and not self._stop:
+                    self._apply_controls(session.frames_out)
                     live._hop(session.step())
                 if flush:
+                    self._apply_controls()
                     live._hop(iter(session.flush()))
                     return
         except BaseException as e:  # noqa: BLE001  (reported by finish() and the server)
-            log.exception("live session failed")
             live.error = e
+            if not isinstance(e, Exception):
+                raise  # Ctrl-C or SIGTERM while run() is on the main thread: the server stops
+            log.exception("live session failed")
         finally:
             self._finished.set()
 

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from infp.models.controls import CONTROL_NAMES, KINDS, PRESETS, Controls
+
 MAX_TEXT_BYTES = 64 * 1024
 """Largest text message accepted (bytes); the protocol's messages are a few hundred."""
 
@@ -35,10 +37,10 @@ class MessageError(ValueError):
 class Field:
     """What one field of a message may hold.
 
-    ``kind`` is ``"str"``, ``"bool"``, ``"int"``, ``"number"`` (int or float) or ``"list"`` (of
-    ``items``); ``nullable`` also allows JSON null. ``lo``/``hi`` bound numbers, ``max_len`` bounds
-    strings (characters) and lists (items), ``min_len`` is the fewest; ``pattern`` and ``choices``
-    restrict strings.
+    ``kind`` is ``"str"``, ``"bool"``, ``"int"``, ``"number"`` (int or float), ``"list"`` (of
+    ``items``) or ``"object"`` (names in ``choices``, values as ``items``); ``nullable`` also allows
+    JSON null. ``lo``/``hi`` bound numbers, ``max_len`` bounds strings (characters) and lists (items),
+    ``min_len`` is the fewest; ``pattern`` and ``choices`` restrict strings.
     """
 
     kind: str
@@ -57,6 +59,12 @@ def _stat() -> Field:
     return Field("number", nullable=True, lo=-1e9, hi=1e9)
 
 
+def _controls() -> dict[str, Field]:
+    """``controls``: a preset and/or values per name for speaking and listening (null: the model's own choice)."""
+    values = Field("object", choices=CONTROL_NAMES, items=Field("number", nullable=True, lo=0, hi=1))
+    return {"preset": Field("str", choices=tuple(PRESETS)), "speak": values, "listen": values}
+
+
 PAGE: dict[str, dict[str, Field]] = {
     "play": {"files": Field("list", required=True, min_len=1, max_len=MAX_FILES,
                             items=Field("str", min_len=1, max_len=MAX_NAME_CHARS))},
@@ -65,6 +73,7 @@ PAGE: dict[str, dict[str, Field]] = {
     "stop": {},
     "record": {"on": Field("bool")},
     "client_stats": {k: _stat() for k in ("fps", "latency_p50", "latency_p95", "late_on_page", "av_offset_ms", "received")},
+    "controls": _controls(),
 }
 """Messages of the page's session (``/ws``)."""
 
@@ -72,6 +81,7 @@ AGENT: dict[str, dict[str, Field]] = {
     "format": {"sample_rate": Field("int", lo=8000, hi=192000), "encoding": Field("str", choices=("s16le", "f32le"))},
     "clear": {},
     "status": {},
+    "controls": _controls(),
 }
 """Messages of an external voice agent (``/ws/agent``)."""
 
@@ -122,10 +132,13 @@ def _check(where: str, value: Any, f: Field) -> None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif f.kind == "str":
         ok = isinstance(value, str)
+    elif f.kind == "object":
+        ok = isinstance(value, dict)
     else:
         ok = isinstance(value, list)
     if not ok:
-        want = {"bool": "true or false", "int": "an integer", "number": "a number", "str": "a string", "list": "an array"}
+        want = {"bool": "true or false", "int": "an integer", "number": "a number", "str": "a string", "list": "an array",
+                "object": "an object"}
         raise MessageError(f"{where} must be {want[f.kind]}, not {_json_kind(value)}")
     if f.kind in ("int", "number"):
         if isinstance(value, float) and not math.isfinite(value):
@@ -147,6 +160,12 @@ def _check(where: str, value: Any, f: Field) -> None:
     if f.kind == "list" and f.items is not None:
         for i, item in enumerate(value):
             _check(f"{where}[{i}]", item, f.items)
+    if f.kind == "object":
+        for key, item in value.items():
+            if f.choices is not None and key not in f.choices:
+                raise MessageError(f"{where}: unknown name {_short(key)} (allowed: {', '.join(f.choices)})")
+            if f.items is not None:
+                _check(f"{where}.{key}", item, f.items)
 
 
 def _no_constant(name: str) -> None:
@@ -188,3 +207,12 @@ def parse(data: str | bytes, table: dict[str, dict[str, Field]]) -> dict[str, An
         if f.required and key not in msg:
             raise MessageError(f"{kind}: {key} is missing")
     return msg
+
+
+def controls_of(msg: dict[str, Any]) -> Controls:
+    """The controls a ``controls`` message asks for (checked against the table): the preset, if any, with
+    the given values on top; a name given as null is left to the model, as one not given at all."""
+    out = Controls.preset(msg["preset"]) if "preset" in msg else Controls()
+    sides = {k: msg.get(k, {}) for k in KINDS}
+    out = out.merged(Controls(**{k: {n: v for n, v in side.items() if v is not None} for k, side in sides.items()}))
+    return Controls(**{k: {n: v for n, v in getattr(out, k).items() if sides[k].get(n, 0) is not None} for k in KINDS})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from pathlib import Path
 
@@ -12,15 +14,18 @@ import soundfile as sf
 from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from infp.errors import InfpError
 from infp.io import VideoWriter
-from infp.io.atomic import temp_sibling
+from infp.io.atomic import atomic_write_text, temp_sibling
 from infp.runtime.streaming import StreamFrame
+
+log = logging.getLogger(__name__)
 
 
 class SessionRecorder:
     """An mp4 of a live session: the frames as presented and both voices as a stereo track (0 = self, 1 = other).
 
     Frames that were dropped repeat the previous picture, so the video keeps exactly one frame per
-    40 ms of audio. Audio goes to a temporary WAV as it arrives (memory does not grow).
+    40 ms of audio. Audio goes to a temporary WAV as it arrives (memory does not grow). Beside the mp4,
+    NAME.json keeps the recording's metadata (``metadata``: frames, seconds, the controls in effect).
     """
 
     def __init__(self, path: str | Path, first_frame: int, still: np.ndarray) -> None:
@@ -39,6 +44,7 @@ class SessionRecorder:
         self._lock = threading.Lock()
         self.done = threading.Event()
         self.error: Exception | None = None
+        self.control_log: list[dict] = []  # {"k": frame of the recording, "t": its seconds, "speak", "listen"}
 
     @property
     def start_sample(self) -> int:
@@ -74,6 +80,19 @@ class SessionRecorder:
             self.next_frame = f.index + 1
             if self.end_frame is not None and self.next_frame >= self.end_frame:
                 self._close_soon()
+
+    def controls(self, change: dict) -> None:
+        """Controls in effect from session frame ``change["k"]`` on (``LiveSession.set_controls``), for the metadata."""
+        with self._lock:
+            if self.end_frame is not None and change["k"] >= self.end_frame:
+                return
+            k = max(0, change["k"] - self.first_frame)
+            self.control_log = [c for c in self.control_log if c["k"] < k]
+            self.control_log.append({**change, "k": k, "t": round(k / FPS, 3)})
+
+    def metadata(self) -> dict:
+        return {"frames": self.frames, "seconds": round(self.frames / FPS, 2), "first_session_frame": self.first_frame,
+                "controls": list(self.control_log)}
 
     def stop(self, end_sample: int) -> None:
         """No audio after ``end_sample``; the file is closed once the frames up to it are written."""
@@ -112,6 +131,11 @@ class SessionRecorder:
         except Exception as e:  # noqa: BLE001
             self.error = e
             self._video.abort()
+        else:
+            try:
+                atomic_write_text(self.path.with_suffix(".json"), json.dumps(self.metadata(), indent=1))
+            except OSError as e:
+                log.warning("%s: metadata not written (%s)", self.path, e)
         finally:
             self._wav_path.unlink(missing_ok=True)
             self.done.set()

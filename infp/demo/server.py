@@ -37,9 +37,10 @@ from aiohttp import WSMsgType, hdrs, web
 from infp.constants import FPS, SAMPLE_RATE
 from infp.demo.agent import MAX_AGENT_QUEUE_S
 from infp.demo.live import LiveSession, portraits_for, warm_up
-from infp.demo.messages import AGENT, MAX_TTS_CHARS, PAGE, VOICE_PATTERN, parse
+from infp.demo.messages import AGENT, MAX_TTS_CHARS, PAGE, VOICE_PATTERN, controls_of, parse
 from infp.demo.quality import ladder
 from infp.errors import InfpError, MediaError
+from infp.models.controls import CONTROL_NAMES, PRESETS, Controls
 from infp.runtime.streaming import StreamFrame
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ AGENT_MAX_MESSAGE = 16 * 1024 * 1024
 # binary messages server -> client: kind (u8), 3 zero bytes, header length (u32 LE), JSON header, payload
 KIND_FRAME = 1  # payload: JPEG (empty when the frame was dropped)
 KIND_AGENT_AUDIO = 2  # payload: int16 LE mono PCM at 16 kHz
+
+NO_CONTROLS = ("these stage-2 weights were trained without expression controls (the sliders and presets need weights "
+               "trained with them)")
 
 
 @dataclass(frozen=True)
@@ -378,16 +382,18 @@ class DemoServer:
 
     ``host`` is the address the server is bound to and ``allow_origins`` the web origins besides its
     own page that may use it (see ``Access``); ``limits`` bounds what a client may make it hold.
+    ``controls``: the expression controls every session starts with (default: ``settings.controls``).
     """
 
     def __init__(self, pipe, portrait: str | Path, settings, *, size: int | None = None, delay: float = 0.25,
                  render_batch: int = 1, adapt: bool = True, audio_dir: Path | None = None,
                  record_dir: Path = Path("outputs/demo"), host: str = "127.0.0.1",
-                 allow_origins: Sequence[str] = (), limits: Limits = Limits()) -> None:
+                 allow_origins: Sequence[str] = (), limits: Limits = Limits(), controls: Controls | None = None) -> None:
         self.access = Access(host, allow_origins)
         self.allow_origins = tuple(allow_origins)
         self.limits = limits
         self.pipe, self.settings = pipe, settings
+        self.controls = controls if controls is not None else settings.controls
         self.delay, self.render_batch = delay, render_batch
         self.levels = ladder(size or pipe.size, settings.steps, adapt)
         self.portraits = portraits_for(portrait, self.levels, settings.face_index)
@@ -403,6 +409,7 @@ class DemoServer:
         self.client_stats: dict = {}
         self.compute: queue.Queue | None = None  # sessions for the main thread to run (set by serve)
         self.agent_outboxes: set[asyncio.Queue] = set()  # one per connected /ws/agent socket
+        self.page_outbox: asyncio.Queue | None = None  # the live session's page
 
     def bind(self, host: str) -> None:
         """The address really served on (``serve``): its name is accepted in ``Host``."""
@@ -421,6 +428,10 @@ class DemoServer:
                 "levels": [{"size": lv.size, "steps": lv.steps} for lv in self.levels],
                 "tts": tts is not None, "tts_note": None if tts else "text-to-speech is not installed (apt-get install espeak-ng)",
                 "files": self.audio_files(), "busy": self.busy, "agent_endpoint": "/ws/agent",
+                "controls_available": self.pipe.stage2.has_controls,
+                "controls_note": None if self.pipe.stage2.has_controls else NO_CONTROLS,
+                "control_names": list(CONTROL_NAMES), "presets": PRESETS,
+                "controls": (self.live.controls if self.live is not None else self.controls).to_dict(),
                 "sessions_served": self.sessions_served, "refused": self.refused,
                 "limits": {"upload_bytes": self.limits.upload_bytes, "upload_s": self.limits.upload_s,
                            "queue_s": self.limits.queue_s, "tts_chars": MAX_TTS_CHARS}}
@@ -584,11 +595,11 @@ class DemoServer:
         try:
             live = await asyncio.to_thread(LiveSession, self.pipe, self.portraits, self.levels, self.settings,
                                            delay=self.delay, render_batch=self.render_batch, sink=sink,
-                                           agent_queue_s=self.limits.queue_s, on_event=on_event)
+                                           agent_queue_s=self.limits.queue_s, on_event=on_event, controls=self.controls)
         except BaseException:
             self.busy = False
             raise
-        self.live, self.peer = live, request.remote
+        self.live, self.peer, self.page_outbox = live, request.remote, outbox
         self.sessions_served += 1
         if self.compute is not None:
             self.compute.put(live)  # run() on the main thread (see serve)
@@ -633,7 +644,7 @@ class DemoServer:
             for t in tasks:
                 t.cancel()
             await asyncio.to_thread(live.close)
-            self.live = self.peer = None
+            self.live = self.peer = self.page_outbox = None
             self.busy = False
             log.info("session from %s ended", request.remote)
         return ws
@@ -665,13 +676,26 @@ class DemoServer:
                 rec = await asyncio.to_thread(live.stop_recording)
                 outbox.put_nowait({"type": "recording", "state": "saved", "name": rec.path.name,
                                    "url": f"/recordings/{rec.path.name}", "frames": rec.frames,
-                                   "seconds": round(rec.frames / FPS, 2)})
+                                   "seconds": round(rec.frames / FPS, 2), "controls": rec.metadata()["controls"]})
         elif kind == "client_stats":
             self.client_stats = {k: msg[k] for k in msg if k != "type"}
+        elif kind == "controls":
+            self._set_controls(live, msg, "page")
 
-    def _broadcast(self, event: dict, outbox: asyncio.Queue) -> None:
+    def _set_controls(self, live: LiveSession | None, msg: dict, by: str) -> None:
+        """A ``controls`` message of the page or an agent: set them and tell the page and every agent."""
+        if live is None:
+            raise InfpError("no live session: open the demo page first")
+        if not live.controls_available:
+            raise InfpError(NO_CONTROLS)
+        change = live.set_controls(controls_of(msg))
+        log.info("controls from the %s: %s", by, live.controls or "none (the model's own)")
+        self._broadcast({"type": "controls", **change, "by": by}, self.page_outbox)
+
+    def _broadcast(self, event: dict, outbox: asyncio.Queue | None) -> None:
         """Send a conversation event to the page's session and to every connected agent (on the web thread)."""
-        outbox.put_nowait(event)
+        if outbox is not None:
+            outbox.put_nowait(event)
         for box in list(self.agent_outboxes):
             box.put_nowait(event)
 
@@ -688,7 +712,7 @@ class DemoServer:
         stream = AgentStream()
         box: asyncio.Queue = asyncio.Queue()
         box.put_nowait({"type": "ready", "sample_rate": stream.rate, "encoding": stream.encoding,
-                        "live": self.live is not None})
+                        "live": self.live is not None, "controls_available": self.pipe.stage2.has_controls})
 
         async def sender() -> None:
             while True:
@@ -711,7 +735,9 @@ class DemoServer:
                     if msg.type == WSMsgType.BINARY:
                         self._agent_pcm(stream, msg.data)
                     elif msg.type == WSMsgType.TEXT:
-                        box.put_nowait(self._agent_control(stream, parse(msg.data, AGENT)))
+                        reply = self._agent_control(stream, parse(msg.data, AGENT))
+                        if reply is not None:
+                            box.put_nowait(reply)
                 except (InfpError, ValueError) as e:
                     box.put_nowait({"type": "error", "message": str(e)})
                 await box.join()
@@ -727,8 +753,9 @@ class DemoServer:
         x = from_pcm16(data) if stream.encoding == "s16le" else from_f32(data)
         live.agent.add(stream.resampler(clean_pcm(x, "agent")), "external")
 
-    def _agent_control(self, stream: "AgentStream", msg: dict) -> dict:
-        """The reply to a message of an agent (already checked against ``messages.AGENT``)."""
+    def _agent_control(self, stream: "AgentStream", msg: dict) -> dict | None:
+        """The reply to a message of an agent (already checked against ``messages.AGENT``); None when the
+        reply went to every agent already (``controls``)."""
         live = self.live
         kind = msg["type"]
         if kind == "format":
@@ -736,9 +763,13 @@ class DemoServer:
             return {"type": "format", "sample_rate": stream.rate, "encoding": stream.encoding}
         if kind == "clear":
             return {"type": "cleared", **(live.clear_agent() if live is not None else {"dropped_s": 0.0, "t": None})}
+        if kind == "controls":
+            self._set_controls(live, msg, "agent")
+            return None
         return {"type": "status", "live": live is not None, **(live.agent.status() if live is not None else {}),
                 "clock_s": round(live.samples / SAMPLE_RATE, 2) if live is not None else None,
-                "speech": live.events.speaking if live is not None else None}
+                "speech": live.events.speaking if live is not None else None,
+                "controls": live.controls.to_dict() if live is not None else None}
 
 
 class AgentStream:

@@ -1,7 +1,8 @@
 """End to end in a real browser: headless Chromium opens the demo page with a WAV file as its microphone.
 
 Needs Debian's ``chromium`` (``.ci/run`` installs it); skipped with that reason when it is absent.
-The server runs the starter weights, as a user would start it (``infp demo``).
+The server runs the starter weights, as a user would start it (``infp demo``); the expression sliders
+are tried on small weights whose stage 2 takes controls.
 """
 
 import asyncio
@@ -84,6 +85,10 @@ def test_page_shows_the_avatar_listening_then_speaking(demo_server, mic_wav, tmp
             await page.evaluate("document.getElementById('record').click()")
             saved = await page.wait_for("demo.stats().recordings[0]", timeout=30)
             # a second page at the same time is refused with a clear message; the first one goes on
+            # the starter's stage 2 has no controls: the sliders are off and the page says why
+            off = await page.evaluate("[...document.querySelectorAll('#sliders input, #preset')].every(e => e.disabled)")
+            note = await page.evaluate("document.getElementById('ctrlnote').textContent")
+            assert off and "trained without expression controls" in note
             second = await browser.open(demo_server["url"] + "/?autostart=1")
             busy = await second.wait_for("demo.busy && document.getElementById('status').textContent", timeout=20)
             before = await page.evaluate("demo.stats().received")
@@ -100,3 +105,75 @@ def test_page_shows_the_avatar_listening_then_speaking(demo_server, mic_wav, tmp
     path = demo_server["rec"] / saved["name"]
     assert saved["frames"] >= 40 and len(read_frames(path)) == saved["frames"]
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def controls_server(controls_weights):
+    proc = subprocess.Popen([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--checkpoint", str(controls_weights),
+                             "--steps", "2", "--delay-ms", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+    assert m, line + proc.stderr.read()
+    yield {"url": m.group(1), "proc": proc}
+    proc.terminate()
+    proc.wait(30)
+
+
+# every new picture on the canvas, as the frame's index and a 16 x 16 grey thumbnail
+WATCH_PICTURES = """(() => {
+  window.pictures = [];
+  const small = document.createElement('canvas');
+  small.width = small.height = 16;
+  const g = small.getContext('2d', { willReadFrequently: true });
+  let last = -1;
+  (function watch() {
+    if (demo.shownK !== last) {
+      last = demo.shownK;
+      g.drawImage(document.getElementById('avatar'), 0, 0, 16, 16);
+      const d = g.getImageData(0, 0, 16, 16).data, v = [];
+      for (let i = 0; i < d.length; i += 4) v.push((d[i] + d[i + 1] + d[i + 2]) / 3);
+      window.pictures.push({ k: last, v });
+    }
+    requestAnimationFrame(watch);
+  })();
+})()"""
+
+MOVE_SLIDER = """(() => {
+  const r = document.querySelector('#sliders input[data-side="speak"][data-name="smile"]');
+  r.value = 1;
+  r.dispatchEvent(new Event('input'));
+  return document.getElementById('ctl-speak-smile').textContent;
+})()"""
+
+
+def test_a_slider_changes_the_motion(controls_server, tmp_path):
+    """Silence on the microphone; after 40 pictures one slider moves: the pictures from the hop it applies to
+    on are far from the earlier ones, compared with how much those vary among themselves."""
+    mic = tmp_path / "silence.wav"
+    sf.write(str(mic), np.zeros(16000 * 30, np.float32), 16000, subtype="PCM_16")
+
+    async def scenario():
+        async with Chromium(fake_mic=mic) as browser:
+            page = await browser.open(controls_server["url"] + "/?autostart=1")
+            await page.wait_for("demo.stats().framesWithPicture > 10 && demo.stats().shownFrame > 0", timeout=60)
+            assert await page.evaluate("document.querySelector('#sliders input[type=range]').disabled") is False
+            await page.evaluate(WATCH_PICTURES)
+            await page.wait_for("window.pictures.length >= 40", timeout=30)
+            shown = await page.evaluate(MOVE_SLIDER)
+            change = await page.wait_for("demo.stats().controls", timeout=15)
+            k = change["k"]
+            await page.wait_for(f"window.pictures.filter(p => p.k >= {k + 4}).length >= 40", timeout=30)
+            status = await page.evaluate("document.getElementById('ctrlstatus').textContent")
+            return shown, change, status, await page.evaluate("window.pictures"), browser.console_errors()
+
+    shown, change, status, pictures, errors = asyncio.run(scenario())
+    assert not errors, errors
+    assert "1.00" in shown and change["by"] == "page" and change["speak"] == {"smile": 1.0} and change["listen"] == {}
+    assert "smile 1" in status
+    k = change["k"]
+    before = np.array([p["v"] for p in pictures if 8 <= p["k"] < k])
+    after = np.array([p["v"] for p in pictures if p["k"] >= k + 4])
+    spread = np.linalg.norm(before - before.mean(0), axis=1).mean()
+    shift = np.linalg.norm(after.mean(0) - before.mean(0))
+    assert len(before) >= 20 and shift > 2 * spread, (shift, spread)
+    assert controls_server["proc"].poll() is None

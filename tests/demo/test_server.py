@@ -191,6 +191,9 @@ def test_external_agent_pcm_tts_and_recording(server, voices):
     saved, body = asyncio.run(scenario())
     path = server["rec"] / saved["name"]
     assert path.read_bytes() == body and len(read_frames(path)) == saved["frames"] > 25
+    meta = json.loads(path.with_suffix(".json").read_text())  # beside it: frames and the controls in effect
+    assert meta["frames"] == saved["frames"] and meta["controls"] == saved["controls"] == [
+        {"k": 0, "t": 0.0, "speak": {}, "listen": {}}]
     assert server["proc"].poll() is None
 
 
@@ -211,6 +214,24 @@ def test_bad_requests_get_errors_not_crashes(server, voices):
             assert good.status == 200 and await good.json() == {"queued": "agent.wav", "seconds": 4.0}
             page = await (await http.get(server["url"] + "/")).text()
             assert "avatar" in page and "/static/app.js" in page
+            await ws.close()
+
+    asyncio.run(scenario())
+    assert server["proc"].poll() is None
+
+
+def test_controls_are_refused_when_the_weights_have_none(server):
+    async def scenario():
+        async with aiohttp.ClientSession() as http:
+            ws, hello = await _connect(http, server["ws"] + "/ws")
+            assert hello["controls_available"] is False and "trained without expression controls" in hello["controls_note"]
+            mic = asyncio.create_task(_mic(ws, np.zeros(16000 * 10, np.float32)))
+            await ws.send_json({"type": "controls", "preset": "warm"})
+            frames, _, texts = await _collect(ws, lambda f, a, t: any(m["type"] == "error" for m in t) and len(f) >= 20)
+            errors = [m for m in texts if m["type"] == "error"]
+            assert len(errors) == 1 and "trained without expression controls" in errors[0]["message"]
+            assert len(frames) >= 20 and not any(m["type"] == "controls" for m in texts)  # the session goes on
+            mic.cancel()
             await ws.close()
 
     asyncio.run(scenario())

@@ -21,6 +21,7 @@ const demo = {
   server: null,             // last server stats
   micOk: null,
   recordings: [],
+  controls: null,           // the controls in effect, as the server last said ({k, t, speak, listen, by})
 };
 window.demo = demo;
 
@@ -46,7 +47,7 @@ demo.stats = function () {
     latencyP50: pct(demo.latencies, 50), latencyP95: pct(demo.latencies, 95),
     avOffsetMs: demo.avOffsets.length ? demo.avOffsets.reduce((a, b) => a + b, 0) / demo.avOffsets.length : null,
     audioChunks: demo.audioChunks, audioLate: demo.audioLate,
-    states: demo.states.slice(), server: demo.server, recordings: demo.recordings.slice(),
+    states: demo.states.slice(), server: demo.server, recordings: demo.recordings.slice(), controls: demo.controls,
   };
 };
 
@@ -64,6 +65,7 @@ async function loadInfo() {
   $('ttsnote').textContent = demo.info.tts ? 'espeak-ng text-to-speech' : demo.info.tts_note;
   $('agenturl').textContent = `ws://${location.host}${demo.info.agent_endpoint}`;
   $('quality').textContent = `${demo.info.size}×${demo.info.size}, ${demo.info.steps} steps`;
+  buildControls(demo.info);
   if (demo.info.busy) setStatus('Another session is live on this server; it serves one at a time.');
 }
 
@@ -137,6 +139,8 @@ function onControl(msg) {
       : 'Live without a microphone (permission denied or no device): the avatar only speaks.');
     for (const id of ['record', 'play', 'stop', 'upload']) $(id).disabled = false;
     $('tts').disabled = $('say').disabled = !msg.tts;
+    showControls(msg.controls);
+    enableControls(msg.controls_available);
   } else if (msg.type === 'busy') {
     demo.busy = true;
     setStatus(msg.message, true);
@@ -149,6 +153,8 @@ function onControl(msg) {
     note.textContent = msg.note ? `Reduced quality: ${msg.note}.` : '';
     const a = msg.agent;
     $('agentstatus').textContent = a && a.playing ? `playing ${a.playing} (${a.queued_s} s queued)` : 'agent quiet';
+  } else if (msg.type === 'controls') {
+    onControls(msg);
   } else if (msg.type === 'agent') {
     $('agentstatus').textContent = msg.playing ? `playing ${msg.playing} (${msg.queued_s} s queued)` : 'agent quiet';
   } else if (msg.type === 'recording') {
@@ -305,6 +311,102 @@ $('upload').onchange = async (e) => {
   e.target.value = '';
 };
 $('protolink').href = '/protocol';
+
+// -- expression controls: a slider per name for speaking and listening; "auto" leaves it to the model --
+const ctl = { names: [], throttleMs: 150, lastSent: 0, timer: null, adopt: false };
+const SIDES = ['speak', 'listen'];
+
+function buildControls(info) {
+  if (ctl.names.length) return;
+  ctl.names = info.control_names || [];
+  const body = $('sliders');
+  for (const name of ctl.names) {
+    const tr = document.createElement('tr');
+    tr.innerHTML = `<th>${name.replace('_', ' ')}</th>` + SIDES.map((side) =>
+      `<td><div class="slider auto" id="ctl-${side}-${name}">` +
+      `<input type="range" min="0" max="1" step="0.05" value="0.5" data-side="${side}" data-name="${name}" ` +
+      `aria-label="${name} while ${side === 'speak' ? 'speaking' : 'listening'}" disabled>` +
+      `<output>–</output><label><input type="checkbox" checked disabled> auto</label></div></td>`).join('');
+    body.appendChild(tr);
+  }
+  for (const box of body.querySelectorAll('.slider')) {
+    const range = box.querySelector('input[type=range]');
+    const auto = box.querySelector('input[type=checkbox]');
+    range.addEventListener('input', () => { setSlider(box, Number(range.value)); userChangedControls(); });
+    auto.addEventListener('change', () => { setSlider(box, auto.checked ? null : Number(range.value)); userChangedControls(); });
+  }
+  const sel = $('preset');
+  for (const name of Object.keys(info.presets || {})) {
+    const o = document.createElement('option');
+    o.value = o.textContent = name;
+    sel.appendChild(o);
+  }
+  sel.onchange = () => {
+    if (!sel.value) return;
+    ctl.adopt = true; // the reply sets the sliders
+    send({ type: 'controls', preset: sel.value });
+  };
+  $('allauto').onclick = () => {
+    for (const box of body.querySelectorAll('.slider')) setSlider(box, null);
+    userChangedControls();
+  };
+  if (!info.controls_available) $('ctrlnote').textContent = `Controls unavailable: ${info.controls_note}.`;
+}
+
+function setSlider(box, value) {
+  const auto = value === null || value === undefined;
+  box.classList.toggle('auto', auto);
+  box.querySelector('input[type=checkbox]').checked = auto;
+  if (!auto) box.querySelector('input[type=range]').value = value;
+  box.querySelector('output').textContent = auto ? '–' : Number(value).toFixed(2);
+}
+
+function enableControls(on) {
+  for (const el of document.querySelectorAll('#sliders input, #preset, #allauto')) el.disabled = !on;
+}
+
+function slidersState() {
+  const out = { speak: {}, listen: {} };
+  for (const range of document.querySelectorAll('#sliders input[type=range]')) {
+    const box = range.parentElement;
+    out[range.dataset.side][range.dataset.name] = box.classList.contains('auto') ? null : Number(range.value);
+  }
+  return out;
+}
+
+function showControls(c) {
+  if (!c) return;
+  for (const side of SIDES) {
+    for (const name of ctl.names) {
+      const box = $(`ctl-${side}-${name}`);
+      if (box) setSlider(box, c[side] ? c[side][name] : null);
+    }
+  }
+}
+
+function userChangedControls() {
+  $('preset').value = '';
+  ctl.adopt = false;
+  // throttled: at once, then at most one message per throttleMs with the latest values
+  const wait = ctl.lastSent + ctl.throttleMs - performance.now();
+  if (ctl.timer) return;
+  if (wait <= 0) sendControls();
+  else ctl.timer = setTimeout(sendControls, wait);
+}
+
+function sendControls() {
+  ctl.timer = null;
+  ctl.lastSent = performance.now();
+  send({ type: 'controls', ...slidersState() });
+}
+
+function onControls(msg) {
+  demo.controls = msg;
+  if (msg.by !== 'page' || ctl.adopt) { showControls(msg); ctl.adopt = false; }
+  const fmt = (side) => Object.entries(msg[side]).map(([n, v]) => `${n} ${v}`).join(', ') || 'auto';
+  $('ctrlstatus').textContent = `In effect from ${msg.t.toFixed(2)} s (set by ${msg.by === 'page' ? 'this page' : 'an agent'}): ` +
+    `speaking: ${fmt('speak')}; listening: ${fmt('listen')}.`;
+}
 
 loadInfo().then(() => {
   if (new URLSearchParams(location.search).has('autostart')) start().catch((e) => { demo.error = String(e); setStatus(String(e), true); });
