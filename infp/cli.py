@@ -295,7 +295,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def _render_controls(args: argparse.Namespace, pipe: Pipeline) -> tuple[Controls, dict]:
-    """The controls of ``infp render`` (later wins: --preset, --style-video, --control, --speak/--listen-control)
+    """The controls of ``infp render`` / ``infp demo`` (later wins: --preset, --style-video, --control, --speak/--listen-control)
     and what they came from, for OUT.json."""
     from infp.models.controls import Controls
 
@@ -347,7 +347,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision)
     if args.size is not None and (args.size > pipe.size or args.size % 16):
         raise InfpError(f"--size must be a multiple of 16 and at most the checkpoint's {pipe.size}")
-    settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, face_index=args.face_index)
+    controls, _ = _render_controls(args, pipe)
+    settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, face_index=args.face_index,
+                              controls=controls)
     delay = args.delay_ms / 1000
     if args.simulate:
         from infp.demo.simulate import simulate
@@ -382,6 +384,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_control_args(p: argparse.ArgumentParser) -> None:
+    from infp.models.controls import CONTROL_NAMES, PRESETS
+
+    g = p.add_argument_group("expression controls (stage-2 weights trained with controls; later ones win, in this order)")
+    g.add_argument("--preset", choices=tuple(PRESETS), default=None, help="named controls for speaking and listening")
+    g.add_argument("--style-video", type=Path, default=None, metavar="VIDEO",
+                   help="controls measured from the face in this video (its first 60 s; its audio tells speaking from listening)")
+    g.add_argument("--control", type=controls_text(), default=None, metavar="TEXT",
+                   help=f"controls for speaking and listening, 0..1: e.g. 'warm,smile=0.8,listen.head_motion=0.5' "
+                        f"({', '.join(CONTROL_NAMES)})")
+    g.add_argument("--speak-control", type=controls_text("speak"), default=None, metavar="TEXT",
+                   help="controls while the portrait speaks, e.g. 'smile=0.2,head_motion=0.7'")
+    g.add_argument("--listen-control", type=controls_text("listen"), default=None, metavar="TEXT",
+                   help="controls while the portrait listens")
+
+
 def _check_output(out: Path, checkpoint: Path | None, stages: bool, **inputs: Path | None) -> None:
     """Refuse an output that is not an .mp4, cannot be written, or is one of the inputs (checkpoint files included),
     before any model is loaded."""
@@ -400,7 +418,6 @@ def _default_checkpoint(stage: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     from infp import __version__
-    from infp.models.controls import CONTROL_NAMES, PRESETS
 
     ap = _Parser(prog="infp", description="Dyadic conversational heads: speak and listen from two audio channels.")
     ap.add_argument("--version", action="version", version=f"infp {__version__}")
@@ -464,17 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paste-back", action="store_true", help="render into the whole portrait, not only the face crop")
     p.add_argument("--audio-out", choices=("mix", "self", "none"), default="mix", help="audio track of the mp4")
     p.add_argument("--overlay", action="store_true", help="draw both channels' VAD and the speaking/listening state")
-    g = p.add_argument_group("expression controls (stage-2 weights trained with controls; later ones win, in this order)")
-    g.add_argument("--preset", choices=tuple(PRESETS), default=None, help="named controls for speaking and listening")
-    g.add_argument("--style-video", type=Path, default=None, metavar="VIDEO",
-                   help="controls measured from the face in this video (its first 60 s; its audio tells speaking from listening)")
-    g.add_argument("--control", type=controls_text(), default=None, metavar="TEXT",
-                   help=f"controls for speaking and listening, 0..1: e.g. 'warm,smile=0.8,listen.head_motion=0.5' "
-                        f"({', '.join(CONTROL_NAMES)})")
-    g.add_argument("--speak-control", type=controls_text("speak"), default=None, metavar="TEXT",
-                   help="controls while the portrait speaks, e.g. 'smile=0.2,head_motion=0.7'")
-    g.add_argument("--listen-control", type=controls_text("listen"), default=None, metavar="TEXT",
-                   help="controls while the portrait listens")
+    _add_control_args(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")
@@ -533,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")
+    _add_control_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 

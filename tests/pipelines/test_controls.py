@@ -165,6 +165,13 @@ def test_cli_refuses_controls_for_weights_without_them_and_bad_values(tmp_path, 
     assert res.returncode == 1 and "is also an input (--style-video)" in _one_error_line(res)
     assert ref.stat().st_size == (samples / "video" / "lp_s29.mp4").stat().st_size
     assert not out.exists() and not out.with_suffix(".json").exists()
+    # the live demo takes the same flags and refuses them the same way
+    rec = tmp_path / "live.mp4"
+    res = _cli("demo", "--simulate", "--portrait", samples / "portraits" / "lp_s1.jpg", "--self", dialogue / "self.wav",
+               "--checkpoint", tiny_weights, "--record", rec, "--preset", "calm", "--quiet")
+    line = _one_error_line(res)
+    assert res.returncode == 1 and "trained without controls" in line, line
+    assert not rec.exists()
 
 
 def test_video_levels_average_training_sized_windows():
