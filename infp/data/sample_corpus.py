@@ -32,6 +32,7 @@ from infp.audio.vad import frame_speech_prob, speech_segments
 from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from infp.data.prepare import PrepareConfig, prepare
 from infp.errors import InfpError
+from infp.face.expression import runs, talking_frames  # noqa: F401  (talking_frames: part of this module's API)
 from infp.io import ffmpeg_exe, read_audio, to_mono, video_info, write_wav
 
 log = logging.getLogger(__name__)
@@ -191,30 +192,6 @@ def speech_only(audio: np.ndarray, pad: float = 0.1) -> np.ndarray:
     return np.concatenate(pieces) if pieces else audio
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) index pairs of the True runs of a 1-D bool array."""
-    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
-
-
-def talking_frames(opening: np.ndarray, threshold: float = 0.01, min_run: int = 12) -> np.ndarray:
-    """(T,) bool: frames where the mouth moves like speech, from the (T,) mouth opening (NaN = no face).
-
-    Speech moves the lips by a few percent of the eye distance per frame, listening by a fraction of a
-    percent; the mean absolute change over 7 frames is thresholded, then gaps and bursts shorter than
-    ``min_run`` frames are closed / dropped.
-    """
-    o = np.nan_to_num(opening, nan=float(np.nanmedian(opening)) if np.isfinite(opening).any() else 0.0)
-    change = np.abs(np.diff(o, prepend=o[:1]))
-    activity = np.convolve(change, np.ones(7) / 7, mode="same")
-    talk = activity > threshold
-    for value in (False, True):  # close short gaps, then drop short bursts
-        for a, b in _runs(talk == value):
-            if b - a < min_run and a > 0 and b < len(talk):
-                talk[a:b] = not value
-    return talk
-
-
 def dub_talking_face(opening: np.ndarray, voices: VoicePool, partners: VoicePool, min_pause: float = 0.6,
                      gap: float = 0.15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(self, partner, talking) for a face that talks without its voice, from its per-frame mouth opening.
@@ -232,11 +209,11 @@ def dub_talking_face(opening: np.ndarray, voices: VoicePool, partners: VoicePool
     env = np.interp(np.arange(n) / SAMPLES_PER_FRAME, np.arange(n_frames) + 0.5, gain).astype(np.float32)
     own = np.zeros(n, dtype=np.float32)
     partner = np.zeros(n, dtype=np.float32)
-    for a, b in _runs(talk):
+    for a, b in runs(talk):
         s0, s1 = a * SAMPLES_PER_FRAME, b * SAMPLES_PER_FRAME
         own[s0:s1] = np.clip(voices.take(s1 - s0) * env[s0:s1], -1.0, 1.0)
     g = int(gap * FPS)
-    for a, b in _runs(~talk):
+    for a, b in runs(~talk):
         if (b - a) / FPS < min_pause:
             continue
         a2, b2 = (a + g if a > 0 else a), (b - g if b < n_frames else b)

@@ -112,3 +112,27 @@ def normalise(raw: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 def denormalise(value: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return lo + np.asarray(value) * (hi - lo)
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index pairs of the True runs of a 1-D bool array."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+
+
+def talking_frames(opening: np.ndarray, threshold: float = 0.01, min_run: int = 12) -> np.ndarray:
+    """(T,) bool: frames where the mouth moves like speech, from the (T,) mouth opening (NaN = no face).
+
+    Speech moves the lips by a few percent of the eye distance per frame, listening by a fraction of a
+    percent; the mean absolute change over 7 frames is thresholded, then gaps and bursts shorter than
+    ``min_run`` frames are closed / dropped.
+    """
+    o = np.nan_to_num(opening, nan=float(np.nanmedian(opening)) if np.isfinite(opening).any() else 0.0)
+    change = np.abs(np.diff(o, prepend=o[:1]))
+    activity = np.convolve(change, np.ones(7) / 7, mode="same")
+    talk = activity > threshold
+    for value in (False, True):  # close short gaps, then drop short bursts
+        for a, b in runs(talk == value):
+            if b - a < min_run and a > 0 and b < len(talk):
+                talk[a:b] = not value
+    return talk

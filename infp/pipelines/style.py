@@ -2,7 +2,9 @@
 
 The video's largest face is tracked with the face mesh, its expression and head measures
 (``infp.face.expression``) are taken per frame at 25 fps, and the video's own audio track tells, with
-the voice activity detector, which frames the face speaks in (frame t = samples [640 t, 640 (t + 1))).
+the voice activity detector, which frames the face speaks in (frame t = samples [640 t, 640 (t + 1))):
+speech on the track while the face's mouth moves like speech (``talking_frames``), so that a video of a
+person listening to someone else's voice counts as listening.
 As in training, levels are measured over windows of ``WINDOW`` frames (4 s), separately over the
 speaking and the listening frames, relative to the face's rest (its frames with the most closed mouth);
 their mean per kind is mapped by the network's corpus percentiles (``control_lo`` / ``control_hi``) to
@@ -22,7 +24,17 @@ import numpy as np
 
 from infp.constants import FPS, SAMPLES_PER_FRAME, SPEECH_THRESHOLD
 from infp.errors import InfpError, NoFaceError
-from infp.face.expression import CONTROL_NAMES, KINDS, MIN_FRAMES, frame_measures, levels, normalise, rest_measures
+from infp.face.expression import (
+    CONTROL_NAMES,
+    KINDS,
+    MIN_FRAMES,
+    frame_measures,
+    levels,
+    normalise,
+    rest_measures,
+    talking_frames,
+)
+from infp.face.landmarks import mouth_opening
 from infp.models.controls import Controls
 
 if TYPE_CHECKING:
@@ -114,6 +126,8 @@ def style_from_video(path: str | Path, net: AudioToMotionNet, max_seconds: float
     if speaking is None:
         log.info("%s: no audio track; every frame counts as listening", path)
         speaking = np.zeros(len(landmarks), bool)
+    else:  # speech on the track counts as the face's own only while its mouth moves like speech
+        speaking &= talking_frames(mouth_opening(landmarks))
     measures = frame_measures(landmarks)
     raw = video_levels(measures, rest_measures(measures, landmarks), speaking)
     lo = net.control_lo.detach().cpu().numpy()

@@ -235,3 +235,13 @@ def test_cli_style_video(tmp_path, samples, control_weights, dialogue):
     assert listen["smile"] == 0.05  # --listen-control wins over the video
     assert {k: v for k, v in listen.items() if k != "smile"} == {k: v for k, v in style["controls"]["listen"].items()
                                                                  if k != "smile"}
+
+
+@pytest.mark.slow
+def test_style_of_a_listener_with_the_partners_voice_on_the_track(shared_media, control_weights):
+    """The listening/ clip plays the partner's voice over a face that listens: speech on the track, a still
+    mouth; its frames count as listening."""
+    clip = next((shared_media / "listening").glob("*.mp4"))
+    style = style_from_video(clip, Pipeline.from_pretrained(control_weights).stage2, max_seconds=12)
+    assert style.has_audio and style.face_frames > 250
+    assert style.speaking_frames < 0.2 * style.face_frames and style.controls.listen
