@@ -12,9 +12,13 @@ For each control: whether its own measure rises with the setting, and the change
 highest setting in units of the uncontrolled output's standard deviation of that measure over its frames
 (for head_motion: the ratio of the highest to the lowest).
 
+With ``--style-videos``, each reference video's style (``infp.pipelines.style``) is rendered too, and
+for smile and head_motion the script reports how far the output moved from the uncontrolled one toward
+the reference's own measured level (1 = all the way; per kind present in the reference).
+
     python benchmarks/eval_controls.py --weights weights --self-voice ../shared/data/talking/X.mp4 \
         --other-voice ../shared/data/talking/Y.mp4 --portrait data/samples/portraits/lp_s1.jpg \
-        --out outputs/eval/controls.json
+        [--style-videos REF.mp4 ...] --out outputs/eval/controls.json
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ def main() -> None:
     ap.add_argument("--controls", nargs="+", default=list(CONTROL_NAMES), choices=CONTROL_NAMES)
     ap.add_argument("--values", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     ap.add_argument("--presets", nargs="*", default=[], help="also render these presets")
+    ap.add_argument("--style-videos", type=Path, nargs="*", default=[], help="also render the style of these videos")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--out", type=Path, default=None)
@@ -90,6 +95,12 @@ def main() -> None:
     settings = [("none", Controls())]
     settings += [(f"{c}={v:g}", Controls.parse(f"{c}={v}")) for c in args.controls for v in args.values]
     settings += [(p, Controls.preset(p)) for p in args.presets]
+    styles = {}
+    for ref in args.style_videos:
+        from infp.pipelines.style import style_from_video
+
+        styles[ref.name] = style_from_video(ref, pipe.stage2)
+        settings.append((f"style:{ref.name}", styles[ref.name].controls))
     report: dict = {"values": args.values, "portraits": {}}
     for portrait in args.portrait:
         from infp.runtime.portrait import load_portrait
@@ -120,8 +131,20 @@ def main() -> None:
                 per_kind[kind] = d
             per_kind["min_mouth_contrast"] = min(res[f"{c}={v:g}"]["mouth_change_self_over_other"] for v in args.values)
             verdict[c] = per_kind
-        report["portraits"][portrait.name] = {"settings": res, "controls": verdict}
-        print(json.dumps({portrait.name: verdict}, indent=1), flush=True)
+        style_verdict = {}
+        for ref, st in styles.items():
+            moved = {}
+            for r, kind in enumerate(KINDS):
+                for c in ("smile", "head_motion"):
+                    target = float(st.raw[r, CONTROL_NAMES.index(c)])
+                    if not np.isfinite(target):
+                        continue
+                    base, got = res["none"][kind][c], res[f"style:{ref}"][kind][c]
+                    moved[f"{kind}.{c}"] = {"reference": target, "none": base, "styled": got,
+                                            "share_of_the_way": (got - base) / (target - base) if target != base else None}
+            style_verdict[ref] = {"controls": st.controls.to_dict(), "moved": moved}
+        report["portraits"][portrait.name] = {"settings": res, "controls": verdict, "style_videos": style_verdict}
+        print(json.dumps({portrait.name: {"controls": verdict, "style_videos": style_verdict}}, indent=1), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1))

@@ -287,7 +287,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     if given:
         describe["controls_given"] = given
     settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, paste_back=args.paste_back,
-                              audio_out=args.audio_out, overlay=args.overlay, face_index=args.face_index, controls=controls)
+                              audio_out=args.audio_out, overlay=args.overlay, face_index=args.face_index, controls=controls,
+                              control_scale=args.control_scale)
     out = pipe.render(args.portrait, own, other, out=args.out, settings=settings, progress=not args.quiet, describe=describe)
     report = json.loads(out.with_suffix(".json").read_text())
     print(f"wrote {out} ({report['frames']} frames, {report['duration_s']} s, real-time factor {report['real_time_factor']})")
@@ -349,7 +350,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise InfpError(f"--size must be a multiple of 16 and at most the checkpoint's {pipe.size}")
     controls, _ = _render_controls(args, pipe)
     settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, face_index=args.face_index,
-                              controls=controls)
+                              controls=controls, control_scale=args.control_scale)
     delay = args.delay_ms / 1000
     if args.simulate:
         from infp.demo.simulate import simulate
@@ -386,6 +387,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_control_args(p: argparse.ArgumentParser) -> None:
     from infp.models.controls import CONTROL_NAMES, PRESETS
+    from infp.runtime.motion import CONTROL_SCALE
 
     g = p.add_argument_group("expression controls (stage-2 weights trained with controls; later ones win, in this order)")
     g.add_argument("--preset", choices=tuple(PRESETS), default=None, help="named controls for speaking and listening")
@@ -398,6 +400,8 @@ def _add_control_args(p: argparse.ArgumentParser) -> None:
                    help="controls while the portrait speaks, e.g. 'smile=0.2,head_motion=0.7'")
     g.add_argument("--listen-control", type=controls_text("listen"), default=None, metavar="TEXT",
                    help="controls while the portrait listens")
+    g.add_argument("--control-scale", type=finite_float(0.0, MAX_CFG_SCALE), default=CONTROL_SCALE,
+                   help=f"guidance weight of the controls (default {CONTROL_SCALE:g}; larger: stronger, 0: ignored)")
 
 
 def _check_output(out: Path, checkpoint: Path | None, stages: bool, **inputs: Path | None) -> None:

@@ -21,3 +21,21 @@ def cfg_denoiser(model: Callable[..., torch.Tensor], scale: float) -> Callable[.
         return uncond + scale * (cond - uncond)
 
     return denoise
+
+
+def cfg_control_denoiser(model: Callable[..., torch.Tensor], scale: float, control_scale: float,
+                         guide_free: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """Guidance with a separate weight on the controls (``guide`` with them, ``guide_free`` without):
+    v = v_uncond + scale * (v_audio - v_uncond) + control_scale * (v_audio+controls - v_audio); one batched call
+    of three. With ``control_scale == scale`` this is ``cfg_denoiser`` on the guide with the controls."""
+
+    def denoise(x: torch.Tensor, t: torch.Tensor, guide: torch.Tensor, **extra) -> torch.Tensor:
+        b = x.shape[0]
+        tripled = {k: torch.cat([v, v, v]) if torch.is_tensor(v) else v for k, v in extra.items()}
+        drop = torch.cat([torch.zeros(2 * b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device)
+        v = model(torch.cat([x, x, x]), torch.cat([t, t, t]), guide=torch.cat([guide, guide_free, guide_free]),
+                  drop_cond=drop, **tripled)
+        ctl, audio, uncond = v[:b], v[b:2 * b], v[2 * b:]
+        return uncond + scale * (audio - uncond) + control_scale * (ctl - audio)
+
+    return denoise

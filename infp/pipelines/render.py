@@ -27,6 +27,7 @@ from infp.io.outputs import check_video_output, checkpoint_files
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.controls import Controls
 from infp.models.pretrained import CONFIG_FILE, checkpoint_id
+from infp.runtime.motion import CONTROL_SCALE
 from infp.runtime.portrait import Portrait, load_portrait
 from infp.runtime.stage1 import Stage1Runner
 from infp.runtime.streaming import StreamingSession
@@ -47,6 +48,7 @@ class RenderSettings:
     face_index: int | None = None
     vad_threshold: float = SPEECH_THRESHOLD
     controls: Controls = field(default_factory=Controls)  # stage-2 expression controls (empty: the model's own)
+    control_scale: float = CONTROL_SCALE  # guidance weight of the controls (only used with controls)
 
     def __post_init__(self) -> None:
         """Refuse settings that would render garbage: a NaN guidance scale gives black frames, not an error."""
@@ -57,6 +59,7 @@ class RenderSettings:
         if self.face_index is not None:
             _check_int("face_index", self.face_index, None, None)
         _check_float("vad_threshold", self.vad_threshold, 0.0, 1.0)
+        _check_float("control_scale", self.control_scale, 0.0, MAX_CFG_SCALE)
         if self.audio_out not in AUDIO_OUT:
             raise SettingsError(f"audio_out must be one of {AUDIO_OUT}, not {self.audio_out!r}")
 
@@ -176,7 +179,7 @@ class Pipeline:
                                 seed=settings.seed, paste_back=settings.paste_back,
                                 overlay=settings.overlay if overlay is None else overlay, vad=vad,
                                 vad_threshold=settings.vad_threshold, render_batch=render_batch, device=self.device,
-                                timings=timings, controls=settings.controls or None)
+                                timings=timings, controls=settings.controls or None, control_scale=settings.control_scale)
 
     def render(
         self,

@@ -12,9 +12,13 @@ import numpy as np
 import torch
 
 from infp.constants import FPS, SAMPLES_PER_FRAME
-from infp.diffusion import CosineSchedule, cfg_denoiser, sample_ddim
+from infp.diffusion import CosineSchedule, cfg_control_denoiser, cfg_denoiser, sample_ddim
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.controls import Controls
+
+CONTROL_SCALE = 4.0
+"""Default guidance weight of the controls (the audio's is ``cfg_scale``, 2): measured, a weight of 2 moves
+the rendered head motion and smile by about half of what 4 does (docs/RESULTS.md)."""
 
 
 class MotionStream:
@@ -22,7 +26,7 @@ class MotionStream:
 
     def __init__(self, net: AudioToMotionNet, rest: torch.Tensor, spread: torch.Tensor | None = None,
                  steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, device: str | torch.device = "cpu",
-                 controls: Controls | None = None) -> None:
+                 controls: Controls | None = None, control_scale: float = CONTROL_SCALE) -> None:
         self.net = net.eval().to(device)
         self.device = torch.device(device)
         self.steps, self.cfg_scale = steps, cfg_scale
@@ -31,6 +35,9 @@ class MotionStream:
         with torch.no_grad():
             self.style = net.style(self.rest, None if spread is None else spread.reshape(1, -1).to(self.device))
         self.seed = seed
+        # guidance weight of the controls: equal to cfg_scale, one guided term (two network rows per step);
+        # another value costs a third row, only while controls are set
+        self.control_scale = control_scale
         self.set_controls(controls)
         self.reset()
 
@@ -96,7 +103,11 @@ class MotionStream:
         guide = net.guide(a_self, a_other, self.style, self._controls)
         has_prev = torch.tensor([self.frames_done > 0], device=self.device)
         noise = torch.randn(1, w, net.motion_dim, generator=self.generator).to(self.device)
-        model = cfg_denoiser(net.denoise, self.cfg_scale)
+        if self.controls_active and self.control_scale != self.cfg_scale:
+            free = net.guide(a_self, a_other, self.style)
+            model = cfg_control_denoiser(net.denoise, self.cfg_scale, self.control_scale, free)
+        else:
+            model = cfg_denoiser(net.denoise, self.cfg_scale)
         x = sample_ddim(model, noise, self.schedule.timesteps(self.steps, self.device), self.schedule,
                         extra_args={"prev": self.prev, "has_prev": has_prev, "guide": guide, "style": self.style})
         self.prev = torch.cat([self.prev, x], dim=1)[:, -p:]
@@ -110,9 +121,10 @@ class MotionStream:
 
 def generate_motion(net: AudioToMotionNet, self_audio: np.ndarray, other_audio: np.ndarray, rest: torch.Tensor,
                     steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, spread: torch.Tensor | None = None,
-                    device: str | torch.device = "cpu", controls: Controls | None = None) -> np.ndarray:
+                    device: str | torch.device = "cpu", controls: Controls | None = None,
+                    control_scale: float = CONTROL_SCALE) -> np.ndarray:
     """Latents (T, D) for T = ceil(N / 640) frames of dyadic audio (self, other), offline."""
     n_frames = -(-len(self_audio) // SAMPLES_PER_FRAME)
-    stream = MotionStream(net, rest, spread, steps, cfg_scale, seed, device, controls)
+    stream = MotionStream(net, rest, spread, steps, cfg_scale, seed, device, controls, control_scale)
     lat = np.concatenate([stream.push(self_audio, other_audio), stream.flush()])
     return lat[:n_frames]

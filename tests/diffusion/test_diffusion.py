@@ -39,3 +39,21 @@ def test_classifier_free_guidance_combines_cond_and_uncond():
     assert torch.allclose(cfg_denoiser(model, 1.0)(x, t, bias=bias), torch.full((3, 2), 1.5))
     assert torch.allclose(cfg_denoiser(model, 3.0)(x, t, bias=bias), torch.full((3, 2), 4.5))
     assert torch.allclose(cfg_denoiser(model, 0.0)(x, t, bias=bias), torch.zeros(3, 2))
+
+
+def test_control_guidance_weighs_the_controls_apart_from_the_audio():
+    import torch
+
+    from infp.diffusion import cfg_control_denoiser, cfg_denoiser
+
+    def model(x, t, guide, drop_cond):  # a denoiser whose output is its guide (the null guide: zeros)
+        return torch.where(drop_cond[:, None, None], torch.zeros_like(guide), guide) + 0 * x
+
+    x, t = torch.zeros(1, 4, 3), torch.ones(1)
+    with_ctl, without = torch.full((1, 4, 3), 3.0), torch.full((1, 4, 3), 1.0)
+    same = cfg_control_denoiser(model, 2.0, 2.0, without)(x, t, guide=with_ctl)
+    assert torch.allclose(same, cfg_denoiser(model, 2.0)(x, t, guide=with_ctl))  # one guided term
+    strong = cfg_control_denoiser(model, 2.0, 4.0, without)(x, t, guide=with_ctl)
+    assert torch.allclose(strong, torch.full_like(x, 2.0 * 1 + 4.0 * (3 - 1)))  # audio x2, controls x4
+    off = cfg_control_denoiser(model, 2.0, 0.0, without)(x, t, guide=with_ctl)
+    assert torch.allclose(off, cfg_denoiser(model, 2.0)(x, t, guide=without))  # weight 0: as if no controls
