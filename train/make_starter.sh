@@ -9,7 +9,7 @@ PY=${PY:-.venv/bin/python}
 INFP=${INFP:-.venv/bin/infp}
 S1A_STEPS=${S1A_STEPS:-2000}
 S1_STEPS=${S1_STEPS:-4000}
-S2_STEPS=${S2_STEPS:-600}
+S2_STEPS=${S2_STEPS:-1500}
 
 "$INFP" sample-corpus --out data/sample_corpus
 "$PY" train/stage1.py experiment=stage1_cpu_base trainer.max_steps="$S1A_STEPS"
