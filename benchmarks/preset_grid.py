@@ -65,10 +65,11 @@ def main() -> None:
     for name in ["no controls", *args.presets]:
         ctl = Controls() if name == "no controls" else Controls.preset(name)
         frames = pipe.render(args.portrait, own, other, settings=RenderSettings(seed=args.seed, controls=ctl))
-        tiles = [label(cv2.resize(frames[i], (args.tile, args.tile), interpolation=cv2.INTER_AREA),
-                       f"{name}: {kind} {i / FPS:.1f}s" if j == 0 else f"{kind} {i / FPS:.1f}s")
-                 for j, (i, kind) in enumerate(picks)]
-        rows.append(np.concatenate(tiles, axis=1))
+        tiles = [label(cv2.resize(frames[i], (args.tile, args.tile), interpolation=cv2.INTER_AREA), f"{kind} {i / FPS:.1f}s")
+                 for i, kind in picks]
+        name_column = np.full((tiles[0].shape[0], 110, 3), 255, np.uint8)
+        cv2.putText(name_column, name, (6, tiles[0].shape[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        rows.append(np.concatenate([name_column, *tiles], axis=1))
         print(f"{name}: rendered", flush=True)
     grid = np.concatenate(rows, axis=0)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -129,3 +129,19 @@ def test_a_network_without_controls_ignores_them(audio):
     plain = generate_motion(net, *audio, rest, steps=2, seed=1)
     assert np.array_equal(plain, generate_motion(net, *audio, rest, steps=2, seed=1, controls=Controls.preset("warm")))
     assert all(math.isfinite(v) for v in plain.ravel())
+
+
+@pytest.mark.parametrize("control_scale", [2.0, 4.0])
+def test_streaming_with_controls_equals_offline_and_the_control_weight_scales_their_effect(audio, control_scale):
+    net = control_net()
+    rest = torch.zeros(8)
+    ctl = Controls.parse("warm")
+    offline = generate_motion(net, *audio, rest, steps=2, seed=3, controls=ctl, control_scale=control_scale)
+    stream = MotionStream(net, rest, steps=2, seed=3, controls=ctl, control_scale=control_scale)
+    own, other = audio
+    chunks = [stream.push(own[i:i + 333], other[i:i + 333]) for i in range(0, len(own), 333)]
+    assert np.allclose(np.concatenate([*chunks, stream.flush()])[:len(offline)], offline, atol=1e-6)
+    plain = generate_motion(net, *audio, rest, steps=2, seed=3)
+    weak = generate_motion(net, *audio, rest, steps=2, seed=3, controls=ctl, control_scale=1.0)
+    # a larger weight moves the motion further from the uncontrolled one
+    assert np.abs(offline - plain).mean() > np.abs(weak - plain).mean()
