@@ -1,6 +1,6 @@
 """Screenshot of the live demo page in headless Chromium, a WAV file standing in for the microphone.
 
-    python demo/screenshot.py [--out docs/images/demo_page.png] [--seconds 8] [-- extra infp demo options]
+    python demo/screenshot.py [--out docs/images/demo_page.png] [--seconds 8] [--height 900] [-- extra infp demo options]
 
 Starts `infp demo` on a free port, opens the page, lets the user's voice (hallo_3) play through the
 fake microphone, starts the agent's voice (ditto.flac) and takes the picture while both talk.
@@ -24,8 +24,8 @@ from infp.io import read_audio
 from infp.paths import REPO_ROOT
 
 
-async def shoot(url: str, mic: Path, out: Path, seconds: float) -> dict:
-    async with Chromium(fake_mic=mic, window=(1280, 900)) as browser:
+async def shoot(url: str, mic: Path, out: Path, seconds: float, height: int = 900) -> dict:
+    async with Chromium(fake_mic=mic, window=(1280, height)) as browser:
         page = await browser.open(url + "/?autostart=1")
         await page.wait_for("demo.stats().framesWithPicture > 10", timeout=60)
         await asyncio.sleep(1.0)
@@ -44,6 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "images" / "demo_page.png")
     ap.add_argument("--seconds", type=float, default=8.0, help="how long the session runs before the picture")
+    ap.add_argument("--height", type=int, default=900, help="browser window height in pixels (the page's full length: ~1400)")
     ap.add_argument("demo_args", nargs="*", help="extra options for infp demo (after --)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,7 +58,7 @@ def main() -> None:
             m = re.search(r"(http://[^/]+)/", line)
             if not m:
                 sys.exit(f"infp demo did not start: {line}")
-            stats = asyncio.run(shoot(m.group(1), mic, args.out, args.seconds))
+            stats = asyncio.run(shoot(m.group(1), mic, args.out, args.seconds, args.height))
         finally:
             proc.terminate()
             proc.wait(10)
