@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--values", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     ap.add_argument("--presets", nargs="*", default=[], help="also render these presets")
     ap.add_argument("--style-videos", type=Path, nargs="*", default=[], help="also render the style of these videos")
+    ap.add_argument("--control-scale", type=float, default=None, help="guidance weight of the controls (default: the renderer's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--out", type=Path, default=None)
@@ -110,8 +111,9 @@ def main() -> None:
         res = {}
         for name, ctl in settings:
             t0 = time.time()
+            extra = {} if args.control_scale is None else {"control_scale": args.control_scale}
             frames = pipe.render(portrait, own, other, settings=RenderSettings(seed=args.seed, steps=args.steps,
-                                                                               controls=ctl))
+                                                                               controls=ctl, **extra))
             n = min(len(frames), len(speaking))
             res[name] = summarise(landmark_track(frames[:n]), rest, speaking[:n], self_only[:n], other_only[:n])
             print(f"{portrait.name} {name}: {time.time() - t0:.0f} s; smile speak/listen "
