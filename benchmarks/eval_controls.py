@@ -34,22 +34,10 @@ import torch
 from infp.audio.vad import frame_speech_prob
 from infp.constants import SPEECH_THRESHOLD
 from infp.eval.dialogue import compose
-from infp.face import FaceDetector
-from infp.face.expression import CONTROL_NAMES, KINDS, MEASURES, ROTATION, frame_measures
-from infp.face.landmarks import NUM_LANDMARKS, mouth_opening
+from infp.face.expression import CONTROL_NAMES, KINDS, MEASURES, ROTATION, frame_measures, track_landmarks
+from infp.face.landmarks import mouth_opening
 from infp.models.controls import Controls
 from infp.pipelines.render import Pipeline, RenderSettings
-
-
-def landmark_track(frames: list[np.ndarray]) -> np.ndarray:
-    """(T, 478, 2) landmarks of consecutive frames (NaN where no face)."""
-    out = np.full((len(frames), NUM_LANDMARKS, 2), np.nan, np.float32)
-    with FaceDetector(max_faces=1, video=True) as det:
-        for i, f in enumerate(frames):
-            faces = det.detect(f)
-            if faces:
-                out[i] = faces[0].landmarks
-    return out
 
 
 def summarise(lms: np.ndarray, rest: np.ndarray, speaking: np.ndarray, self_only: np.ndarray,
@@ -115,7 +103,7 @@ def main() -> None:
             frames = pipe.render(portrait, own, other, settings=RenderSettings(seed=args.seed, steps=args.steps,
                                                                                controls=ctl, **extra))
             n = min(len(frames), len(speaking))
-            res[name] = summarise(landmark_track(frames[:n]), rest, speaking[:n], self_only[:n], other_only[:n])
+            res[name] = summarise(track_landmarks(frames[:n]), rest, speaking[:n], self_only[:n], other_only[:n])
             print(f"{portrait.name} {name}: {time.time() - t0:.0f} s; smile speak/listen "
                   f"{res[name]['speak']['smile']:+.3f}/{res[name]['listen']['smile']:+.3f}, head_motion "
                   f"{res[name]['speak']['head_motion']:.3f}/{res[name]['listen']['head_motion']:.3f}, mouth contrast "

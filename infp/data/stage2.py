@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 from infp.constants import SAMPLES_PER_FRAME, SPEECH_THRESHOLD
 from infp.data.clips import ClipIndex
 from infp.data.sampling import sample_rng
+from infp.face.expression import LEVEL_SPAN as CONTROL_SPAN  # frames around a window that give its control values
 
 ONE_SIDED = "one_sided"
 ALL = "all"
@@ -98,10 +99,6 @@ def stats_subset(clip_ids: list[str], max_clips: int) -> list[str]:
         return list(clip_ids)
     pick = np.random.default_rng(0).choice(len(clip_ids), size=max_clips, replace=False)
     return [clip_ids[i] for i in np.sort(pick)]
-
-
-CONTROL_SPAN = 100
-"""Frames (4 s) around a window over which its control values are measured."""
 
 
 class ClipControls:

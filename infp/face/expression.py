@@ -28,6 +28,7 @@ from infp.face.landmarks import (
     LEFT_FACE_SIDE,
     LOWER_INNER_LIP,
     NOSE_TIP,
+    NUM_LANDMARKS,
     RIGHT_EYEBROW,
     RIGHT_FACE_SIDE,
     UPPER_INNER_LIP,
@@ -49,9 +50,25 @@ KINDS = ("speak", "listen")
 """Rows of a level / control array: while the face's own channel has speech, and while it does not."""
 
 MIN_FRAMES = 12
+LEVEL_SPAN = 100
+"""Frames (4 s) over which a level is measured: around each training window, and per window of a
+reference video."""
 """Fewest frames of a kind that make a level (fewer: absent)."""
 
 ROTATION = (MEASURES.index("yaw"), MEASURES.index("pitch"), MEASURES.index("roll"))
+
+
+def track_landmarks(frames) -> np.ndarray:
+    """(T, 478, 2) face-mesh landmarks of the largest face in consecutive frames (NaN where no face)."""
+    from infp.face.detect import FaceDetector
+
+    out = []
+    with FaceDetector(max_faces=1, video=True) as det:
+        for frame in frames:
+            faces = det.detect(frame)
+            out.append(max(faces, key=lambda f: f.area).landmarks if faces
+                       else np.full((NUM_LANDMARKS, 2), np.nan, np.float32))
+    return np.stack(out).astype(np.float32) if out else np.zeros((0, NUM_LANDMARKS, 2), np.float32)
 
 
 def frame_measures(landmarks: np.ndarray) -> np.ndarray:

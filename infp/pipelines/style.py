@@ -27,6 +27,7 @@ from infp.errors import InfpError, NoFaceError
 from infp.face.expression import (
     CONTROL_NAMES,
     KINDS,
+    LEVEL_SPAN,
     MIN_FRAMES,
     frame_measures,
     levels,
@@ -34,6 +35,7 @@ from infp.face.expression import (
     rest_measures,
     talking_frames,
 )
+from infp.face.expression import track_landmarks as track_frames
 from infp.face.landmarks import mouth_opening
 from infp.models.controls import Controls
 
@@ -45,8 +47,8 @@ log = logging.getLogger(__name__)
 MAX_SECONDS = 60.0
 """Seconds of a reference video that are read (from its start)."""
 
-WINDOW = 100
-"""Frames (4 s) per measured window: those of the training items (``infp.data.stage2.CONTROL_SPAN``)."""
+WINDOW = LEVEL_SPAN
+"""Frames (4 s) per measured window: those of the training items."""
 
 WINDOW_STRIDE = 25
 """Frames between the centres of the measured windows."""
@@ -73,16 +75,10 @@ class VideoStyle:
 
 
 def track_landmarks(path: str | Path, max_seconds: float = MAX_SECONDS) -> np.ndarray:
-    """(T, 478, 2) face-mesh landmarks of the largest face at 25 fps (NaN where no face)."""
-    from infp.face import FaceDetector
+    """(T, 478, 2) face-mesh landmarks of the video's largest face at 25 fps (NaN where no face)."""
     from infp.io import iter_frames
 
-    out = []
-    with FaceDetector(max_faces=1, video=True) as det:
-        for frame in iter_frames(path, fps=FPS, duration=max_seconds):
-            faces = det.detect(frame)
-            out.append(max(faces, key=lambda f: f.area).landmarks if faces else np.full((478, 2), np.nan, np.float32))
-    return np.stack(out).astype(np.float32)
+    return track_frames(iter_frames(path, fps=FPS, duration=max_seconds))
 
 
 def speech_frames(path: str | Path, n_frames: int, threshold: float = SPEECH_THRESHOLD) -> np.ndarray | None:
