@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from infp.models.discriminator import PatchDiscriminator
+from infp.models.discriminator import MultiScaleDiscriminator, PatchDiscriminator
 from infp.models.head_imitation import HeadImitationNet
 from infp.models.vgg import VGGPerceptual
 
@@ -58,12 +58,14 @@ def load_matching(net: torch.nn.Module, folder: str) -> None:
 
 
 class HeadImitation(pl.LightningModule):
-    """Losses: multi-scale L1 + SSIM, optional VGG perceptual (local weights), optional hinge GAN."""
+    """Losses: multi-scale L1 + SSIM, optional VGG perceptual (local weights), optional hinge GAN with
+    feature matching (``w_fm``: L1 between the discriminator's activations on the frame and on the real
+    one, a perceptual loss that needs no pretrained weights)."""
 
     def __init__(
         self,
         net: HeadImitationNet,
-        discriminator: PatchDiscriminator | None = None,
+        discriminator: PatchDiscriminator | MultiScaleDiscriminator | None = None,
         optimizer: Callable | None = None,
         l1_scales: tuple[float, ...] = (1.0, 0.5, 0.25),
         w_l1: float = 1.0,
@@ -72,6 +74,7 @@ class HeadImitation(pl.LightningModule):
         w_perceptual: float = 0.0,
         perceptual_weights: str | None = None,
         w_adv: float = 0.0,
+        w_fm: float = 0.0,
         w_latent: float = 1e-4,
         w_keypoints: float = 10.0,
         init_from: str | None = None,
@@ -128,8 +131,15 @@ class HeadImitation(pl.LightningModule):
             parts["perceptual"] = self.perceptual(pred, target)
             loss = loss + hp.w_perceptual * parts["perceptual"]
         if self.discriminator is not None:
-            parts["adv"] = -self.discriminator(pred).mean()
+            fake = self.discriminator.features(pred)
+            parts["adv"] = sum(-f[-1].mean() for f in fake) / len(fake)
             loss = loss + hp.w_adv * parts["adv"]
+            if hp.w_fm > 0:
+                with torch.no_grad():
+                    real = self.discriminator.features(target)
+                pairs = [(f, r) for fs, rs in zip(fake, real) for f, r in zip(fs[:-1], rs[:-1])]
+                parts["fm"] = sum((f - r).abs().mean() for f, r in pairs) / len(pairs)
+                loss = loss + hp.w_fm * parts["fm"]
         if hp.w_latent > 0:
             parts["latent"] = (m_src.pow(2).mean() + m_drv.pow(2).mean()) / 2
             loss = loss + hp.w_latent * parts["latent"]
@@ -143,9 +153,9 @@ class HeadImitation(pl.LightningModule):
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             opt_g.step()
-            real = self.discriminator(batch["driving"])
-            fake = self.discriminator(pred.detach())
-            d_loss = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+            real = self.discriminator.features(batch["driving"])
+            fake = self.discriminator.features(pred.detach())
+            d_loss = sum(F.relu(1 - r[-1]).mean() + F.relu(1 + f[-1]).mean() for r, f in zip(real, fake)) / len(real)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
             opt_d.step()

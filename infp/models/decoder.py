@@ -17,18 +17,23 @@ class Decoder(nn.Module):
     """
 
     def __init__(self, feat_channels: int = 64, motion_dim: int = 64, n_res: int = 2, widths: tuple[int, int] = (32, 16),
-                 n_keypoints: int = 0) -> None:
+                 n_keypoints: int = 0, inner: int | None = None) -> None:
         super().__init__()
+        inner = inner or feat_channels
+        # ``inner`` < ``feat_channels``: a 1x1 projection first, so the residual blocks cost less
+        self.inp = nn.Conv2d(feat_channels, inner, 1) if inner != feat_channels else None
         # where the driving keypoints are (e.g. how far apart the lips): lets it paint an opening mouth
-        self.kp_map = nn.Conv2d(n_keypoints, feat_channels, 1) if n_keypoints else None
-        self.res = nn.ModuleList([ResBlock(feat_channels, motion_dim) for _ in range(n_res)])
-        self.up1 = UpBlock(feat_channels, widths[0])
+        self.kp_map = nn.Conv2d(n_keypoints, inner, 1) if n_keypoints else None
+        self.res = nn.ModuleList([ResBlock(inner, motion_dim) for _ in range(n_res)])
+        self.up1 = UpBlock(inner, widths[0])
         self.up2 = UpBlock(widths[0], widths[1])
         self.out = nn.Conv2d(widths[1] + 3, 4, 3, 1, 1)
 
     def forward(self, warped: torch.Tensor, warped_rgb: torch.Tensor, m_drv: torch.Tensor,
                 heat_drv: torch.Tensor | None = None) -> torch.Tensor:
-        h = warped if self.kp_map is None else warped + self.kp_map(heat_drv)
+        h = warped if self.inp is None else self.inp(warped)
+        if self.kp_map is not None:
+            h = h + self.kp_map(heat_drv)
         for block in self.res:
             h = block(h, m_drv)
         h = self.up2(self.up1(h))  # (B, w2, 4h, 4w)

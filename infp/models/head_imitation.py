@@ -56,12 +56,16 @@ class HeadImitationNet(Pretrained):
         decoder_widths: tuple[int, int] = (32, 16),
         keypoints: bool = False,
         kp_sigma: float = 0.04,
+        flow_stride: int = 1,
+        pose: bool = False,
+        decoder_inner: int | None = None,
     ) -> None:
         super().__init__()
         self.config = dict(image_size=image_size, motion_dim=motion_dim, feat_channels=feat_channels,
                            encoder_widths=list(encoder_widths), encoder_input=encoder_input, flow_width=flow_width,
                            max_flow=max_flow, decoder_res=decoder_res, decoder_widths=list(decoder_widths),
-                           keypoints=keypoints, kp_sigma=kp_sigma)
+                           keypoints=keypoints, kp_sigma=kp_sigma, flow_stride=flow_stride, pose=pose,
+                           decoder_inner=decoder_inner)
         self.image_size = image_size
         self.motion_dim = motion_dim
         self.kp_sigma = kp_sigma
@@ -69,8 +73,8 @@ class HeadImitationNet(Pretrained):
         self.motion_encoder = MotionEncoder(motion_dim, tuple(encoder_widths), encoder_input)
         self.keypoints = KeypointDecoder(motion_dim, N_KEYPOINTS) if keypoints else None
         self.appearance = AppearanceEncoder(feat_channels)
-        self.flow = FlowEstimator(feat_channels, motion_dim, flow_width, max_flow, n_kp, kp_sigma)
-        self.decoder = Decoder(feat_channels, motion_dim, decoder_res, tuple(decoder_widths), n_kp)
+        self.flow = FlowEstimator(feat_channels, motion_dim, flow_width, max_flow, n_kp, kp_sigma, flow_stride, pose)
+        self.decoder = Decoder(feat_channels, motion_dim, decoder_res, tuple(decoder_widths), n_kp, decoder_inner)
 
     def encode_motion(self, masked: torch.Tensor) -> torch.Tensor:
         """masked: (B, 3, S, S) motion-encoder input in [-1, 1] -> (B, D)."""

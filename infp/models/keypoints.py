@@ -17,7 +17,9 @@ from torch import nn
 from infp.face.landmarks import (
     FACE_OVAL,
     INNER_LIPS,
+    CHIN,
     LEFT_EYE,
+    LEFT_EYE_INNER,
     LEFT_EYE_OUTER,
     LEFT_EYEBROW,
     LEFT_IRIS_CENTER,
@@ -25,6 +27,7 @@ from infp.face.landmarks import (
     LOWER_INNER_LIP,
     NOSE_TIP,
     RIGHT_EYE,
+    RIGHT_EYE_INNER,
     RIGHT_EYE_OUTER,
     RIGHT_EYEBROW,
     RIGHT_IRIS_CENTER,
@@ -42,6 +45,14 @@ point, the iris centres, nose tip and a third of the outline with the chin (81 p
 N_KEYPOINTS = len(KEYPOINTS)
 N_LIP_KEYPOINTS = len(LIPS) + len(INNER_LIPS)
 """The lip contours come first in ``KEYPOINTS``."""
+
+_JAW = set(FACE_OVAL[FACE_OVAL.index(CHIN) - 6: FACE_OVAL.index(CHIN) + 7])
+POSE_KEYPOINTS: list[int] = [
+    KEYPOINTS.index(i) for i in [RIGHT_EYE_OUTER, LEFT_EYE_OUTER, RIGHT_EYE_INNER, LEFT_EYE_INNER, NOSE_TIP]
+    + [j for j in FACE_OVAL[::3] if j not in _JAW]
+]
+"""Positions in ``KEYPOINTS`` of the points that move with the head but not with the expression: eye
+corners, nose tip and the outline above the jaw (the jaw drops when the mouth opens)."""
 
 
 def keypoint_mouth_opening(kp: torch.Tensor) -> torch.Tensor:
@@ -73,20 +84,65 @@ class KeypointDecoder(nn.Module):
 
 def heatmaps(kp: torch.Tensor, height: int, width: int, sigma: float = 0.04) -> torch.Tensor:
     """Gaussian blobs (B, K, H, W) of keypoints (B, K, 2); ``sigma`` in normalised units."""
-    grid = identity_grid(height, width, device=kp.device, dtype=kp.dtype)  # (1, 2, H, W)
-    d2 = (grid[:, None] - kp[..., None, None]).pow(2).sum(dim=2)  # (B, K, H, W)
-    return torch.exp(-d2 / (2 * sigma**2))
+    ys = torch.linspace(-1 + 1 / height, 1 - 1 / height, height, device=kp.device, dtype=kp.dtype)
+    xs = torch.linspace(-1 + 1 / width, 1 - 1 / width, width, device=kp.device, dtype=kp.dtype)
+    # separable: a row and a column of exponentials per keypoint instead of H x W of them
+    gx = torch.exp(-(xs - kp[..., :1]).pow(2) / (2 * sigma**2))  # (B, K, W)
+    gy = torch.exp(-(ys - kp[..., 1:]).pow(2) / (2 * sigma**2))  # (B, K, H)
+    return gy[..., :, None] * gx[..., None, :]
+
+
+def _inverse3(m: torch.Tensor) -> torch.Tensor:
+    """Inverse of (B, 3, 3) matrices by the adjugate (exportable to ONNX, unlike ``torch.linalg``)."""
+    a, b, c = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
+    d, e, f = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
+    g, h, i = m[:, 2, 0], m[:, 2, 1], m[:, 2, 2]
+    adj = torch.stack([
+        e * i - f * h, c * h - b * i, b * f - c * e,
+        f * g - d * i, a * i - c * g, c * d - a * f,
+        d * h - e * g, b * g - a * h, a * e - b * d,
+    ], dim=-1).view(-1, 3, 3)
+    det = a * adj[:, 0, 0] + b * adj[:, 1, 0] + c * adj[:, 2, 0]
+    return adj / det[:, None, None]
+
+
+def head_pose(kp_src: torch.Tensor, kp_drv: torch.Tensor, ridge: float = 1e-3) -> torch.Tensor:
+    """The head's motion as a 2-D affine map (B, 3, 2) taking driving coordinates to source coordinates,
+    fitted by least squares on ``POSE_KEYPOINTS`` (a small ridge pulls it toward the identity).
+
+    A turn of the head is a rotation, shift and foreshortening of the whole face, which an affine map
+    of the rigid points captures; applied to every pixel it moves hair, ears and neck with the face.
+    """
+    pts = kp_drv[:, POSE_KEYPOINTS].float()
+    x = torch.cat([pts, torch.ones_like(pts[..., :1])], dim=-1)  # (B, P, 3)
+    eye = torch.eye(3, device=x.device, dtype=x.dtype)
+    xtx = x.transpose(1, 2) @ x + ridge * eye
+    xty = x.transpose(1, 2) @ kp_src[:, POSE_KEYPOINTS].float() + ridge * eye[:, :2]
+    return _inverse3(xtx) @ xty
+
+
+def apply_pose(pose: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Affine maps (B, 3, 2) applied to points (B, N, 2) -> (B, N, 2)."""
+    return points @ pose[:, :2] + pose[:, 2:3]
 
 
 def sparse_motion(kp_src: torch.Tensor, kp_drv: torch.Tensor, height: int, width: int, sigma: float = 0.04,
-                  background: float = 0.1, heat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  background: float = 0.1, heat: torch.Tensor | None = None,
+                  pose: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Backward flow (B, 2, H, W) from keypoint displacements, and the driving heatmaps (B, K, H, W).
 
     At a pixel near driving keypoint k the flow points to where k was in the source; far from every
-    keypoint it fades to zero (the ``background`` weight). ``heat``: the driving heatmaps if already made.
+    keypoint it fades (the ``background`` weight) to zero, or with ``pose`` (B, 3, 2, see ``head_pose``)
+    to the head's affine motion. ``heat``: the driving heatmaps if already made.
     """
     if heat is None:
         heat = heatmaps(kp_drv, height, width, sigma)
     weights = heat / (heat.sum(dim=1, keepdim=True) + background)
-    flow = torch.einsum("bkhw,bkc->bchw", weights, kp_src - kp_drv)
-    return flow, heat
+    if pose is None:
+        return torch.einsum("bkhw,bkc->bchw", weights, kp_src - kp_drv), heat
+    pose = pose.to(kp_drv.dtype)
+    grid = identity_grid(height, width, device=kp_drv.device, dtype=kp_drv.dtype)  # (1, 2, H, W)
+    pixels = grid.flatten(2).transpose(1, 2).expand(kp_drv.shape[0], -1, -1)  # (B, HW, 2)
+    rigid = (apply_pose(pose, pixels) - pixels).transpose(1, 2).reshape(-1, 2, height, width)
+    local = kp_src - apply_pose(pose, kp_drv)  # what the pose leaves for each keypoint to do
+    return rigid + torch.einsum("bkhw,bkc->bchw", weights, local), heat

@@ -156,3 +156,69 @@ def test_relative_keypoints_keep_the_portrait_shape():
         _, flow_abs, _ = net.render(src, m, return_flow=True)
         assert not torch.allclose(flow_rel, flow_abs)
 
+
+
+V2 = dict(keypoints=True, flow_stride=2, pose=True, decoder_res=1, decoder_inner=48, decoder_widths=(24, 16))
+"""The second-generation renderer (conf/experiment/stage1_v2_cpu.yaml) at its full size."""
+
+
+def test_head_pose_recovers_a_head_turn_and_moves_the_whole_head(samples):
+    """Driving keypoints = the portrait's under a known affine map (a tilt, a shift and the horizontal
+    squeeze of a turn): ``head_pose`` finds the map, and the pose prior carries hair and background
+    with it where the plain prior leaves them still."""
+    from infp.models.keypoints import apply_pose, head_pose, normalise_keypoints, sparse_motion
+    from infp.runtime.portrait import load_portrait
+
+    kp = torch.from_numpy(normalise_keypoints(load_portrait(samples / "portraits" / "lp_s5.jpg", 256).landmarks, 256))[None]
+    a = torch.tensor([[0.85 * np.cos(0.2), -np.sin(0.2)], [0.85 * np.sin(0.2), np.cos(0.2)]], dtype=torch.float32)
+    drv_to_src = torch.cat([a, torch.tensor([[0.05, -0.03]])])[None]  # (1, 3, 2): [x y 1] @ M
+    # driving = the inverse map applied to the portrait's keypoints
+    inv = torch.linalg.inv(torch.cat([drv_to_src[0], torch.tensor([[0.0], [0.0], [1.0]])], dim=1))[:, :2][None]
+    drv = apply_pose(inv, kp)
+    assert torch.allclose(apply_pose(drv_to_src, drv), kp, atol=1e-5)
+    pose = head_pose(kp, drv)
+    assert torch.allclose(pose, drv_to_src, atol=2e-3)
+    assert torch.allclose(head_pose(kp, kp), torch.eye(3)[None, :, :2], atol=1e-4)  # no motion -> identity
+    plain, _ = sparse_motion(kp, drv, 64, 64)
+    posed, _ = sparse_motion(kp, drv, 64, 64, pose=pose)
+    corner = identity_grid(64, 64)[0, :, 2, 2]  # far from the face: the top-left corner
+    expected = apply_pose(drv_to_src, corner[None, None])[0, 0] - corner
+    assert plain[0, :, 2, 2].abs().max() < 1e-6
+    assert torch.allclose(posed[0, :, 2, 2], expected, atol=3e-3)
+    # on a keypoint both priors move it to where it was in the portrait
+    lip = 5
+    x, y = ((drv[0, lip] + 1) * 32 - 0.5).round().long().tolist()
+    target = kp[0, lip] - drv[0, lip]
+    assert (posed[0, :, y, x] - target).abs().max() < (plain[0, :, y, x] - target).abs().max() + 0.01
+
+
+def test_second_generation_renderer_costs_under_2_gflop_and_round_trips(tmp_path):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    v1 = HeadImitationNet.from_pretrained("weights/stage1").eval()
+    v2 = HeadImitationNet(**V2).eval()
+    x = torch.rand(1, 3, 256, 256) * 2 - 1
+
+    def gflop(net):
+        with torch.no_grad():
+            src = net.prepare_source(x, x)
+            m = net.encode_motion(x)
+            counter = FlopCounterMode(display=False)
+            with counter:
+                frame, flow, occ = net.render(src, m, return_flow=True)
+        return counter.get_total_flops() / 1e9, frame, flow, occ
+
+    g1, *_ = gflop(v1)
+    g2, frame, flow, occ = gflop(v2)
+    assert g2 <= 2.0 < 4.0 < g1
+    assert frame.shape == (1, 3, 256, 256) and flow.shape == (1, 2, 64, 64) and occ.shape == (1, 1, 64, 64)
+    for p in v2.parameters():
+        p.data.add_(torch.randn_like(p) * 0.01)
+    with torch.no_grad():
+        ref = v2(x, x, x.flip(-1))
+    v2.save_pretrained(tmp_path / "v2")
+    back = HeadImitationNet.from_pretrained(tmp_path / "v2")
+    assert back.config["pose"] is True and back.config["flow_stride"] == 2
+    with torch.no_grad():
+        assert torch.equal(back(x, x, x.flip(-1)), ref)
