@@ -113,12 +113,13 @@ def head_pose(kp_src: torch.Tensor, kp_drv: torch.Tensor, ridge: float = 1e-3) -
     A turn of the head is a rotation, shift and foreshortening of the whole face, which an affine map
     of the rigid points captures; applied to every pixel it moves hair, ears and neck with the face.
     """
-    pts = kp_drv[:, POSE_KEYPOINTS].float()
-    x = torch.cat([pts, torch.ones_like(pts[..., :1])], dim=-1)  # (B, P, 3)
-    eye = torch.eye(3, device=x.device, dtype=x.dtype)
-    xtx = x.transpose(1, 2) @ x + ridge * eye
-    xty = x.transpose(1, 2) @ kp_src[:, POSE_KEYPOINTS].float() + ridge * eye[:, :2]
-    return _inverse3(xtx) @ xty
+    with torch.autocast(kp_drv.device.type, enabled=False):  # a 3x3 normal equation wants fp32, not bf16
+        pts = kp_drv[:, POSE_KEYPOINTS].float()
+        x = torch.cat([pts, torch.ones_like(pts[..., :1])], dim=-1)  # (B, P, 3)
+        eye = torch.eye(3, device=x.device, dtype=x.dtype)
+        xtx = x.transpose(1, 2) @ x + ridge * eye
+        xty = x.transpose(1, 2) @ kp_src[:, POSE_KEYPOINTS].float() + ridge * eye[:, :2]
+        return _inverse3(xtx) @ xty
 
 
 def apply_pose(pose: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
