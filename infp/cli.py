@@ -31,6 +31,7 @@ def _quiet_native_logs() -> None:
 # line instead of after model loading, or worse, not at all (a NaN guidance scale renders black frames).
 # The render limits (infp.constants) are the ones RenderSettings checks again for API callers.
 MIN_CLIP_SECONDS = 2.0  # PrepareConfig.min_clip_seconds: a shorter segment is merged into its neighbour
+BACKENDS = ("torch", "onnxruntime", "openvino")  # infp.runtime.backends.BACKENDS, without importing torch here
 
 
 def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
@@ -246,7 +247,8 @@ def cmd_reenact(args: argparse.Namespace) -> int:
     from infp.runtime.stage1 import Stage1Runner
 
     _check_output(args.out, args.checkpoint, stages=False, **{"--portrait": args.portrait, "--driving": args.driving})
-    runner = Stage1Runner.from_pretrained(args.checkpoint or _default_checkpoint("stage1"), args.device, args.precision)
+    runner = Stage1Runner.from_pretrained(args.checkpoint or _default_checkpoint("stage1"), args.device, args.precision,
+                                          args.backend)
     out = reenact(runner, args.portrait, args.driving, args.out, relative=not args.absolute,
                   paste=args.paste_back, face_index=args.face_index, progress=not args.quiet)
     print(f"wrote {out}")
@@ -279,7 +281,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from infp.pipelines.render import check_dialogue
 
     check_dialogue(own, other, args.audio or args.self_audio)
-    pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision)
+    pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision, args.backend)
     if args.size is not None and args.size != pipe.size:
         raise InfpError(f"the checkpoint renders {pipe.size}x{pipe.size}; --size {args.size} needs a checkpoint trained at that size",
                         args.checkpoint or "starter weights")
@@ -345,7 +347,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         check_dialogue(own, other, args.audio or args.self_audio)
     elif args.record is not None or args.self_audio is not None or args.other_audio is not None or args.audio is not None:
         raise InfpError("--self/--other/--audio/--record go with --simulate; on the page, choose the agent's voice and press Record")
-    pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision)
+    pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision, args.backend)
     if args.size is not None and (args.size > pipe.size or args.size % 16):
         raise InfpError(f"--size must be a multiple of 16 and at most the checkpoint's {pipe.size}")
     controls, _ = _render_controls(args, pipe)
@@ -489,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="runtime of the renderer: torch, or its graph exported to ONNX (cached) and run by onnxruntime or "
+                        "openvino on the CPU (pip install 'infp[runtime]'; see docs/RESULTS.md, Stage-1 inference runtimes)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_render)
 
@@ -503,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="runtime of the renderer: torch, or its graph exported to ONNX (cached) and run by onnxruntime or "
+                        "openvino on the CPU (pip install 'infp[runtime]'; see docs/RESULTS.md, Stage-1 inference runtimes)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_reenact)
 
@@ -544,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="runtime of the renderer: torch, or its graph exported to ONNX (cached) and run by onnxruntime or "
+                        "openvino on the CPU (pip install 'infp[runtime]'; see docs/RESULTS.md, Stage-1 inference runtimes)")
     _add_control_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)

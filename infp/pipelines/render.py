@@ -121,9 +121,9 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, device: str | torch.device = "cpu",
-                        precision: str = "fp32") -> "Pipeline":
+                        precision: str = "fp32", backend: str = "torch") -> "Pipeline":
         """``folder`` holds ``stage1/`` and ``stage2/`` checkpoint folders (default: the starter weights);
-        ``precision``: of the stage-1 renderer (see ``Stage1Runner``)."""
+        ``precision`` and ``backend``: of the stage-1 renderer (see ``Stage1Runner``)."""
         from infp.weights import weights_dir
 
         folder = Path(folder) if folder is not None else weights_dir()
@@ -132,7 +132,7 @@ class Pipeline:
         if (folder / CONFIG_FILE).is_file():
             raise InfpError("is a single-stage checkpoint; rendering needs a folder with stage1/ and stage2/", folder)
         s1, s2 = folder / "stage1", folder / "stage2"
-        runner = Stage1Runner.from_pretrained(s1, device, precision)
+        runner = Stage1Runner.from_pretrained(s1, device, precision, backend)
         stage2 = AudioToMotionNet.from_pretrained(s2)
         if stage2.motion_dim != runner.net.motion_dim:
             raise InfpError(f"stage1/ and stage2/ do not fit together: stage 2 makes {stage2.motion_dim}-dim motion, "
