@@ -107,23 +107,24 @@ def _inverse3(m: torch.Tensor) -> torch.Tensor:
 
 
 def head_pose(kp_src: torch.Tensor, kp_drv: torch.Tensor, ridge: float = 1e-3) -> torch.Tensor:
-    """The head's motion as a 2-D affine map (B, 3, 2) taking driving coordinates to source coordinates,
-    fitted by least squares on ``POSE_KEYPOINTS`` (a small ridge pulls it toward the identity).
+    """The head's motion as an affine *displacement* (B, 3, 2): a driving point p was, in the source, at
+    p + [p, 1] @ D. Fitted by least squares on ``POSE_KEYPOINTS`` (a small ridge pulls it toward no motion).
 
     A turn of the head is a rotation, shift and foreshortening of the whole face, which an affine map
     of the rigid points captures; applied to every pixel it moves hair, ears and neck with the face.
+    The displacement, not the map itself, is what is fitted and applied: its entries are small, so in
+    bf16 the flow keeps its precision instead of losing it to the difference of two numbers near 1.
     """
     with torch.autocast(kp_drv.device.type, enabled=False):  # a 3x3 normal equation wants fp32, not bf16
         pts = kp_drv[:, POSE_KEYPOINTS].float()
         x = torch.cat([pts, torch.ones_like(pts[..., :1])], dim=-1)  # (B, P, 3)
-        eye = torch.eye(3, device=x.device, dtype=x.dtype)
-        xtx = x.transpose(1, 2) @ x + ridge * eye
-        xty = x.transpose(1, 2) @ kp_src[:, POSE_KEYPOINTS].float() + ridge * eye[:, :2]
+        xtx = x.transpose(1, 2) @ x + ridge * torch.eye(3, device=x.device, dtype=x.dtype)
+        xty = x.transpose(1, 2) @ (kp_src[:, POSE_KEYPOINTS].float() - pts)
         return _inverse3(xtx) @ xty
 
 
-def apply_pose(pose: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """Affine maps (B, 3, 2) applied to points (B, N, 2) -> (B, N, 2)."""
+def pose_displacement(pose: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Displacements (B, N, 2) of points (B, N, 2) under a ``head_pose`` (B, 3, 2)."""
     return points @ pose[:, :2] + pose[:, 2:3]
 
 
@@ -144,6 +145,6 @@ def sparse_motion(kp_src: torch.Tensor, kp_drv: torch.Tensor, height: int, width
     pose = pose.to(kp_drv.dtype)
     grid = identity_grid(height, width, device=kp_drv.device, dtype=kp_drv.dtype)  # (1, 2, H, W)
     pixels = grid.flatten(2).transpose(1, 2).expand(kp_drv.shape[0], -1, -1)  # (B, HW, 2)
-    rigid = (apply_pose(pose, pixels) - pixels).transpose(1, 2).reshape(-1, 2, height, width)
-    local = kp_src - apply_pose(pose, kp_drv)  # what the pose leaves for each keypoint to do
+    rigid = pose_displacement(pose, pixels).transpose(1, 2).reshape(-1, 2, height, width)
+    local = kp_src - kp_drv - pose_displacement(pose, kp_drv)  # what the pose leaves for each keypoint to do
     return rigid + torch.einsum("bkhw,bkc->bchw", weights, local), heat
