@@ -38,6 +38,7 @@ from infp.demo.simulate import simulate
 from infp.eval.dialogue import DURATION, SCHEDULE, compose
 from infp.paths import REPO_ROOT
 from infp.pipelines.render import Pipeline, RenderSettings
+from infp.runtime.backends import BACKENDS
 
 SAMPLES = REPO_ROOT / "data" / "samples"
 
@@ -194,6 +195,7 @@ def main() -> None:
     ap.add_argument("--no-adapt", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="of the stage-1 renderer")
+    ap.add_argument("--backend", choices=BACKENDS, default="torch", help="runtime of the stage-1 renderer")
     ap.add_argument("--portrait", type=Path, default=SAMPLES / "portraits" / "lp_s1.jpg")
     ap.add_argument("--no-record", action="store_true", help="do not record (no mp4 drift figures)")
     ap.add_argument("--onsets", type=int, default=8, help="user onsets checked for the face's reaction")
@@ -205,7 +207,7 @@ def main() -> None:
     reps = int(np.ceil(seconds / DURATION))
     n = int(seconds * SAMPLE_RATE)
     own, other = np.tile(own, reps)[:n], np.tile(other, reps)[:n]
-    pipe = Pipeline.from_pretrained(args.weights, precision=args.precision)
+    pipe = Pipeline.from_pretrained(args.weights, precision=args.precision, backend=args.backend)
     rss0 = rss_mb()
     sampler = RssSampler()
     sessions: list = []

@@ -1,6 +1,6 @@
 """Offline real-time factor of `infp render` at 256x256, split by stage, on a long composed dialogue.
 
-    python benchmarks/render_speed.py [--weights weights] [--seconds 60] [--threads 2] [--precision bf16]
+    python benchmarks/render_speed.py [--weights weights] [--seconds 60] [--threads 2] [--precision bf16] [--backend openvino]
 
 Prints the wall time, the real-time factor (wall / audio duration), the time in stage 2, stage 1 and
 the rest (VAD, face crop, encoding), and the peak resident memory of the process.
@@ -21,6 +21,7 @@ import torch
 from infp.eval.dialogue import DURATION, compose
 from infp.paths import REPO_ROOT
 from infp.pipelines.render import Pipeline, RenderSettings
+from infp.runtime.backends import BACKENDS
 
 SAMPLES = REPO_ROOT / "data" / "samples"
 
@@ -31,6 +32,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="of the stage-1 renderer")
+    ap.add_argument("--backend", choices=BACKENDS, default="torch", help="runtime of the stage-1 renderer")
     ap.add_argument("--portrait", type=Path, default=SAMPLES / "portraits" / "lp_s1.jpg")
     ap.add_argument("--out", type=Path, default=None, help="keep the video here (default: a temporary file)")
     args = ap.parse_args()
@@ -39,7 +41,7 @@ def main() -> None:
     reps = int(np.ceil(args.seconds / DURATION))
     n = int(args.seconds * 16000)
     own, other = np.tile(own, reps)[:n], np.tile(other, reps)[:n]
-    pipe = Pipeline.from_pretrained(args.weights, precision=args.precision)
+    pipe = Pipeline.from_pretrained(args.weights, precision=args.precision, backend=args.backend)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp) / "bench.mp4"
         t = time.perf_counter()
