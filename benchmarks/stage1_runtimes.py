@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from infp.io import iter_frames
-from infp.models.head_imitation import HeadImitationNet
+from infp.models.head_imitation import ARCHITECTURES, HeadImitationNet
 from infp.pipelines.reenact import track_motion_inputs
 from infp.runtime.portrait import load_portrait
 from infp.runtime.stage1 import Stage1Runner
@@ -32,7 +32,7 @@ from infp.runtime.stage1 import Stage1Runner
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("torch", "torch-bf16", "compile", "compile-bf16", "onnxruntime", "onnxruntime-spin", "openvino", "openvino-bf16")
 DEFAULT = "torch,torch-bf16,compile,compile-bf16,onnxruntime,openvino,openvino-bf16"
-V2 = dict(keypoints=True, flow_stride=2, pose=True, decoder_res=1, decoder_inner=48, decoder_widths=(24, 16))
+V2 = ARCHITECTURES["v2"]
 
 
 def build_net(args: argparse.Namespace) -> HeadImitationNet:

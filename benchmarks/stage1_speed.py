@@ -12,18 +12,12 @@ import argparse
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
-from infp.models.head_imitation import HeadImitationNet
+from infp.models.head_imitation import ARCHITECTURES, HeadImitationNet
 from infp.models.keypoints import heatmaps
 from infp.modules.warp import warp
-
-ARCHS = {
-    "v1": dict(keypoints=True),
-    "v2": dict(keypoints=True, flow_stride=2, pose=True, decoder_res=1, decoder_inner=48, decoder_widths=(24, 16)),
-}
-"""Untrained networks of each architecture when no checkpoint is given (speed does not depend on the weights)."""
 
 
 def gflop(fn) -> float:
@@ -45,7 +39,7 @@ def timed(fn, runs: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--arch", choices=sorted(ARCHS), default="v2", help="without --checkpoint: an untrained net of this design")
+    ap.add_argument("--arch", choices=sorted(ARCHITECTURES), default="v2", help="without --checkpoint: an untrained net of this design")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=50)
@@ -53,7 +47,7 @@ def main() -> None:
                     help="bf16: per-frame modules under bfloat16 autocast (Stage1Runner(precision='bf16'))")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    net = HeadImitationNet.from_pretrained(args.checkpoint) if args.checkpoint else HeadImitationNet(image_size=args.size, **ARCHS[args.arch])
+    net = HeadImitationNet.from_pretrained(args.checkpoint) if args.checkpoint else HeadImitationNet(image_size=args.size, **ARCHITECTURES[args.arch])
     net.eval().to(memory_format=torch.channels_last)  # as Stage1Runner runs it
     s = net.image_size
     img = (torch.rand(1, 3, s, s) * 2 - 1).contiguous(memory_format=torch.channels_last)

@@ -19,6 +19,14 @@ from infp.models.motion_encoder import MotionEncoder
 from infp.models.pretrained import Pretrained
 from infp.modules.warp import warp
 
+ARCHITECTURES: dict[str, dict] = {
+    "v1": dict(keypoints=True),
+    "v2": dict(keypoints=True, flow_stride=2, pose=True, decoder_res=1, decoder_inner=48, decoder_widths=(24, 16)),
+}
+"""``HeadImitationNet`` arguments (besides the defaults) of the two renderer designs at 256x256: v1, the
+starter's (4.6 GFLOP per frame), and v2, that of ``conf/experiment/stage1_v2_cpu.yaml`` (1.8 GFLOP: flow
+at 1/8 resolution, head-pose prior, lighter decoder). Benchmarks and tests build untrained nets from it."""
+
 
 @dataclass
 class SourceCache:

@@ -4,7 +4,7 @@ import torch
 
 from infp.errors import InfpError
 from infp.face import motion_input, region_mask
-from infp.models.head_imitation import HeadImitationNet
+from infp.models.head_imitation import ARCHITECTURES, HeadImitationNet
 from infp.modules.warp import identity_grid, warp
 
 TINY = dict(image_size=64, motion_dim=8, feat_channels=16, encoder_widths=(8, 16), encoder_input=64,
@@ -158,7 +158,7 @@ def test_relative_keypoints_keep_the_portrait_shape():
 
 
 
-V2 = dict(keypoints=True, flow_stride=2, pose=True, decoder_res=1, decoder_inner=48, decoder_widths=(24, 16))
+V2 = ARCHITECTURES["v2"]
 """The second-generation renderer (conf/experiment/stage1_v2_cpu.yaml) at its full size."""
 
 

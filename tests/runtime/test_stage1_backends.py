@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from infp.errors import InfpError
-from infp.models.head_imitation import HeadImitationNet
+from infp.models.head_imitation import ARCHITECTURES, HeadImitationNet
 from infp.runtime import backends
 from infp.runtime.portrait import load_portrait
 from infp.runtime.stage1 import Stage1Runner
 from infp.weights import weights_dir
 
-V2 = dict(keypoints=True, flow_stride=2, pose=True, decoder_res=1, decoder_inner=48, decoder_widths=(24, 16))
+V2 = ARCHITECTURES["v2"]
 
 
 def _installed(*packages: str) -> bool:
