@@ -12,6 +12,9 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 log = logging.getLogger(__name__)
 
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+"""Beside an exported stage-1 network: its discriminator's weights (``model.init_from`` loads them too)."""
+
 
 class ExportPretrained(pl.Callback):
     """Save ``pl_module.net`` with ``save_pretrained`` every ``every_n_steps`` and at the end of fitting."""
@@ -27,6 +30,14 @@ class ExportPretrained(pl.Callback):
         extra = {"training": {"global_step": int(trainer.global_step), "val_metrics": metrics,
                               "hparams": {k: v for k, v in dict(pl_module.hparams).items() if isinstance(v, (int, float, str, bool, type(None)))}}}
         pl_module.net.save_pretrained(self.folder, extra=extra)
+        disc = getattr(pl_module, "discriminator", None)
+        if disc is not None:  # so that a run started from this folder (model.init_from) keeps its critic
+            from safetensors.torch import save_file
+
+            state = {k: v.detach().contiguous().cpu() for k, v in disc.state_dict().items()}
+            tmp = self.folder / f"{DISCRIMINATOR_FILE}.tmp.{os.getpid()}"
+            save_file(state, str(tmp))
+            os.replace(tmp, self.folder / DISCRIMINATOR_FILE)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.every_n_steps and trainer.global_step > 0 and trainer.global_step % self.every_n_steps == 0:

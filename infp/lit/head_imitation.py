@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import pytorch_lightning as pl
@@ -42,16 +43,14 @@ def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.T
     }
 
 
-def load_matching(net: torch.nn.Module, folder: str) -> None:
+def load_matching(net: torch.nn.Module, folder: str, file: str | None = None) -> None:
     """Initialise ``net`` from a saved checkpoint wherever parameter names and shapes agree."""
-    from pathlib import Path
-
     from safetensors.torch import load_file
 
     from infp.models.pretrained import WEIGHTS_FILE
 
     own = net.state_dict()
-    theirs = load_file(str(Path(folder) / WEIGHTS_FILE))
+    theirs = load_file(str(Path(folder) / (file or WEIGHTS_FILE)))
     matched = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
     net.load_state_dict(matched, strict=False)
     log.info("initialised %d of %d tensors from %s", len(matched), len(own), folder)
@@ -90,6 +89,11 @@ class HeadImitation(pl.LightningModule):
         if init_from:
             load_matching(net, init_from)
         self.discriminator = discriminator if w_adv > 0 else None
+        if init_from and self.discriminator is not None:
+            from infp.lit.callbacks import DISCRIMINATOR_FILE
+
+            if (Path(init_from) / DISCRIMINATOR_FILE).is_file():  # exported by a run with a discriminator
+                load_matching(self.discriminator, init_from, DISCRIMINATOR_FILE)
         self.optimizer_factory = optimizer or partial(torch.optim.AdamW, lr=2e-4, betas=(0.5, 0.999), weight_decay=0.0)
         self.perceptual = VGGPerceptual.from_weights(perceptual_weights) if (w_perceptual > 0 and perceptual_weights) else None
         if w_perceptual > 0 and self.perceptual is None:

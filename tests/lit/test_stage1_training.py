@@ -104,3 +104,24 @@ def test_adversarial_training_with_feature_matching(sample_corpus):
     assert same["fm"] == 0  # the frame matches itself
     fm_grad = torch.autograd.grad(parts["fm"], pred)[0]
     assert fm_grad.abs().sum() > 0
+
+
+def test_a_run_started_from_an_export_keeps_its_discriminator(tmp_path, sample_corpus):
+    """The export folder of a run with a discriminator holds its weights too, and model.init_from loads
+    both networks: a run continued from the folder (e.g. committed weights) resumes the GAN, not only G."""
+    gan = ["model.w_adv=0.1", "model.w_fm=10", "model.discriminator.base=8"]
+    cfg = _cfg(["experiment=stage1_debug", f"paths.corpus={sample_corpus}", f"paths.output_dir={tmp_path}",
+                "trainer.max_steps=2", "trainer.enable_progress_bar=false", *gan])
+    train(cfg)
+    from safetensors.torch import load_file
+
+    from infp.lit.callbacks import DISCRIMINATOR_FILE
+
+    saved = load_file(str(tmp_path / "checkpoint" / DISCRIMINATOR_FILE))
+    fresh = instantiate(_cfg(["experiment=stage1_debug", "paths.output_dir=/tmp/unused", *gan]).model)
+    assert any(not torch.equal(fresh.discriminator.state_dict()[k], v) for k, v in saved.items())
+    cont = instantiate(_cfg(["experiment=stage1_debug", "paths.output_dir=/tmp/unused", *gan,
+                             f"model.init_from={tmp_path / 'checkpoint'}"]).model)
+    assert all(torch.equal(cont.discriminator.state_dict()[k], v) for k, v in saved.items())
+    exported = HeadImitationNet.from_pretrained(tmp_path / "checkpoint")
+    assert all(torch.equal(cont.net.state_dict()[k], v) for k, v in exported.state_dict().items())
