@@ -285,22 +285,24 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.size is not None and args.size != pipe.size:
         raise InfpError(f"the checkpoint renders {pipe.size}x{pipe.size}; --size {args.size} needs a checkpoint trained at that size",
                         args.checkpoint or "starter weights")
-    controls, given = _render_controls(args, pipe)
+    controls, given, control_scale = _render_controls(args, pipe)
     if given:
         describe["controls_given"] = given
     settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, paste_back=args.paste_back,
                               audio_out=args.audio_out, overlay=args.overlay, face_index=args.face_index, controls=controls,
-                              control_scale=args.control_scale)
+                              control_scale=control_scale)
     out = pipe.render(args.portrait, own, other, out=args.out, settings=settings, progress=not args.quiet, describe=describe)
     report = json.loads(out.with_suffix(".json").read_text())
     print(f"wrote {out} ({report['frames']} frames, {report['duration_s']} s, real-time factor {report['real_time_factor']})")
     return 0
 
 
-def _render_controls(args: argparse.Namespace, pipe: Pipeline) -> tuple[Controls, dict]:
-    """The controls of ``infp render`` / ``infp demo`` (later wins: --preset, --style-video, --control, --speak/--listen-control)
-    and what they came from, for OUT.json."""
+def _render_controls(args: argparse.Namespace, pipe: Pipeline) -> tuple[Controls, dict, float]:
+    """The controls of ``infp render`` / ``infp demo`` (later wins: --preset, --style-video, --control, --speak/--listen-control),
+    what they came from (for OUT.json) and their guidance weight (--control-scale, else the style calibration's
+    when a --style-video was mapped by one, else the default)."""
     from infp.models.controls import Controls
+    from infp.runtime.motion import CONTROL_SCALE
 
     texts = {"control": (args.control, None), "speak_control": (args.speak_control, "speak"),
              "listen_control": (args.listen_control, "listen")}
@@ -312,13 +314,16 @@ def _render_controls(args: argparse.Namespace, pipe: Pipeline) -> tuple[Controls
     for text, kind in texts.values():
         top = top.merged(Controls.parse(text, kind))
     pipe.check_controls(bool(base or top) or args.style_video is not None)
+    scale = args.control_scale
     if args.style_video is not None:
-        from infp.pipelines.style import style_from_video
+        from infp.pipelines.style import StyleCalibration, style_from_video
 
-        style = style_from_video(args.style_video, pipe.stage2)
+        style = style_from_video(args.style_video, pipe.stage2, calibration=StyleCalibration.load(pipe.sources.get("stage2")))
         base = base.merged(style.controls)
         given["style_video"] = style.to_dict()
-    return base.merged(top), given
+        if scale is None:
+            scale = style.control_scale
+    return base.merged(top), given, CONTROL_SCALE if scale is None else scale
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -350,9 +355,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision, args.backend)
     if args.size is not None and (args.size > pipe.size or args.size % 16):
         raise InfpError(f"--size must be a multiple of 16 and at most the checkpoint's {pipe.size}")
-    controls, _ = _render_controls(args, pipe)
+    controls, _, control_scale = _render_controls(args, pipe)
     settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, face_index=args.face_index,
-                              controls=controls, control_scale=args.control_scale)
+                              controls=controls, control_scale=control_scale)
     delay = args.delay_ms / 1000
     if args.simulate:
         from infp.demo.simulate import simulate
@@ -402,8 +407,9 @@ def _add_control_args(p: argparse.ArgumentParser) -> None:
                    help="controls while the portrait speaks, e.g. 'smile=0.2,head_motion=0.7'")
     g.add_argument("--listen-control", type=controls_text("listen"), default=None, metavar="TEXT",
                    help="controls while the portrait listens")
-    g.add_argument("--control-scale", type=finite_float(0.0, MAX_CFG_SCALE), default=CONTROL_SCALE,
-                   help=f"guidance weight of the controls (default {CONTROL_SCALE:g}; larger: stronger, 0: ignored)")
+    g.add_argument("--control-scale", type=finite_float(0.0, MAX_CFG_SCALE), default=None,
+                   help=f"guidance weight of the controls (default {CONTROL_SCALE:g}, or the style calibration's with "
+                        "--style-video; larger: stronger, 0: ignored)")
 
 
 def _check_output(out: Path, checkpoint: Path | None, stages: bool, **inputs: Path | None) -> None:

@@ -7,18 +7,25 @@ speech on the track while the face's mouth moves like speech (``talking_frames``
 person listening to someone else's voice counts as listening.
 As in training, levels are measured over windows of ``WINDOW`` frames (4 s), separately over the
 speaking and the listening frames, relative to the face's rest (its frames with the most closed mouth);
-their mean per kind is mapped by the network's corpus percentiles (``control_lo`` / ``control_hi``) to
-0..1 and clipped. A kind with too few frames (a video in which the face never speaks) stays absent.
-A video without an audio track counts as listening throughout.
+their mean per kind is mapped to 0..1. With a *style calibration* of the weights
+(``style_calibration.json`` in the stage-2 folder, made by ``train/calibrate_style.py``) the mapping is
+the model's own measured response: for each control, the levels its rendered output shows at a few
+settings, measured in the same way; the value chosen is the one whose output level is the reference's
+(clipped to the settings' range), and the rendering uses the control guidance weight it was calibrated
+at. Without one, or for a control whose output level does not rise with its setting, the level is
+mapped by the network's corpus percentiles (``control_lo`` / ``control_hi``) and clipped. A kind with
+too few frames (a video in which the face never speaks) stays absent. A video without an audio track
+counts as listening throughout.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -41,6 +48,7 @@ from infp.models.controls import Controls
 
 if TYPE_CHECKING:
     from infp.models.audio_to_motion import AudioToMotionNet
+    from infp.pipelines.render import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,17 @@ WINDOW = LEVEL_SPAN
 
 WINDOW_STRIDE = 25
 """Frames between the centres of the measured windows."""
+
+CALIBRATION_FILE = "style_calibration.json"
+"""In a stage-2 checkpoint folder: the model's measured response to its controls (``StyleCalibration``)."""
+
+CALIBRATION_VALUES = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""Control settings at which a calibration renders the output."""
+
+CALIBRATION_SCALE = 6.0
+"""Control guidance weight of a calibration (and of a style rendered with it): more reach than the
+default weight, so that a lively reference can be followed; the calibration chooses values that
+ask no more than the reference shows."""
 
 
 @dataclass
@@ -65,13 +84,16 @@ class VideoStyle:
     face_frames: int  # frames with a face
     speaking_frames: int  # face frames with speech on the video's track
     has_audio: bool
+    control_scale: float | None = None  # the calibration's control guidance weight, if the values came from one
 
     def to_dict(self) -> dict:
         """For reports (OUT.json): the values, the raw levels and the frame counts."""
         raw = {k: {n: round(float(v), 5) for n, v in zip(CONTROL_NAMES, row) if np.isfinite(v)}
                for k, row in zip(KINDS, self.raw)}
         return {"path": self.path, "controls": self.controls.to_dict(), "raw": raw, "frames": self.frames,
-                "face_frames": self.face_frames, "speaking_frames": self.speaking_frames, "has_audio": self.has_audio}
+                "face_frames": self.face_frames, "speaking_frames": self.speaking_frames, "has_audio": self.has_audio,
+                "mapping": "percentiles" if self.control_scale is None else "calibration",
+                **({} if self.control_scale is None else {"control_scale": self.control_scale})}
 
 
 def track_landmarks(path: str | Path, max_seconds: float = MAX_SECONDS) -> np.ndarray:
@@ -104,10 +126,135 @@ def video_levels(measures: np.ndarray, rest: np.ndarray, speaking: np.ndarray, s
         return np.nanmean(per_window, axis=0).astype(np.float32)
 
 
+def output_levels(landmarks: np.ndarray, portrait_landmarks: np.ndarray, speaking: np.ndarray) -> np.ndarray:
+    """(2, K) levels of rendered frames, measured as a reference video's are (windows of ``WINDOW``
+    frames, per kind), relative to the portrait: the rest the model's motion starts from."""
+    rest = frame_measures(np.asarray(portrait_landmarks)[None])[0]
+    return video_levels(frame_measures(landmarks), rest, np.asarray(speaking, dtype=bool))
+
+
+@dataclass
+class StyleCalibration:
+    """A stage-2 network's measured response to its controls: ``levels[r, k, j]`` is the output level of
+    control ``CONTROL_NAMES[k]`` for kind ``KINDS[r]`` with that control alone set to ``values[j]``
+    (NaN: not measured), rendered with the control guidance weight ``control_scale``; ``none`` the
+    levels without controls."""
+
+    values: tuple[float, ...]
+    levels: np.ndarray  # (2, K, V)
+    none: np.ndarray  # (2, K)
+    control_scale: float
+    source: dict = field(default_factory=dict)
+
+    def usable(self) -> np.ndarray:
+        """(2, K) bool: the control's output level was measured and rises from its lowest to its highest setting."""
+        lv = self.levels
+        return np.isfinite(lv).all(axis=-1) & (lv[..., -1] > lv[..., 0])
+
+    def controls(self, raw: np.ndarray) -> np.ndarray:
+        """(2, K) reference levels -> (2, K) control values (NaN where the level or a usable curve is missing).
+
+        The curve is made non-decreasing (running maximum) and inverted piecewise linearly; a level
+        beyond the curve's ends gets the end's value."""
+        out = np.full(raw.shape, np.nan, np.float32)
+        ok = self.usable()
+        values = np.asarray(self.values, np.float64)
+        for r in range(raw.shape[0]):
+            for k in range(raw.shape[1]):
+                if not (ok[r, k] and np.isfinite(raw[r, k])):
+                    continue
+                curve = np.maximum.accumulate(self.levels[r, k].astype(np.float64))
+                curve = curve + 1e-9 * np.arange(len(curve))  # strictly increasing for the inversion
+                out[r, k] = np.interp(float(raw[r, k]), curve, values)
+        return out
+
+    def to_dict(self) -> dict:
+        def table(a: np.ndarray) -> dict:
+            return {kind: {n: (np.round(row, 6).tolist() if np.ndim(row) else round(float(row), 6))
+                           for n, row in zip(CONTROL_NAMES, a[r]) if np.all(np.isfinite(row))}
+                    for r, kind in enumerate(KINDS)}
+
+        return {"values": list(self.values), "control_scale": self.control_scale, "levels": table(self.levels),
+                "none": table(self.none), "source": self.source}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> StyleCalibration:
+        values = tuple(float(v) for v in doc["values"])
+        if len(values) < 2 or list(values) != sorted(set(values)):
+            raise ValueError("values must be at least two increasing settings")
+        levels = np.full((len(KINDS), len(CONTROL_NAMES), len(values)), np.nan, np.float32)
+        none = np.full((len(KINDS), len(CONTROL_NAMES)), np.nan, np.float32)
+        for r, kind in enumerate(KINDS):
+            for name, row in doc["levels"].get(kind, {}).items():
+                if len(row) != len(values):
+                    raise ValueError(f"levels.{kind}.{name} has {len(row)} entries for {len(values)} values")
+                levels[r, CONTROL_NAMES.index(name)] = row
+            for name, v in doc["none"].get(kind, {}).items():
+                none[r, CONTROL_NAMES.index(name)] = float(v)
+        return cls(values, levels, none, float(doc["control_scale"]), dict(doc.get("source", {})))
+
+    def save(self, folder: str | Path) -> Path:
+        from infp.io.atomic import atomic_write_text
+
+        path = Path(folder) / CALIBRATION_FILE
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path | None) -> StyleCalibration | None:
+        """The calibration in the stage-2 folder ``folder``, or None if it has none."""
+        if folder is None or not (Path(folder) / CALIBRATION_FILE).is_file():
+            return None
+        path = Path(folder) / CALIBRATION_FILE
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
+            raise InfpError(f"not a style calibration ({e}); make it again with train/calibrate_style.py", path) from None
+
+
+def calibrate(pipe: Pipeline, portrait: str | Path, own: np.ndarray, other: np.ndarray,
+              names: Sequence[str] = CONTROL_NAMES, values: Sequence[float] = CALIBRATION_VALUES,
+              control_scale: float = CALIBRATION_SCALE, seed: int = 0, steps: int = 6,
+              done: dict[str, np.ndarray] | None = None,
+              on_setting: Callable[[str, np.ndarray], None] | None = None) -> StyleCalibration:
+    """Render the dialogue (``own``, ``other``) on ``portrait`` without controls and with each control in
+    ``names`` alone at each of ``values`` (speaking and listening alike), and measure the output's levels
+    (``output_levels``). ``done`` maps setting names ("none", "smile=0.5") to levels already measured
+    (they are not rendered again); ``on_setting`` is called with each new one."""
+    from infp.audio.vad import frame_speech_prob
+    from infp.face.expression import track_landmarks as track
+    from infp.models.controls import Controls
+    from infp.pipelines.render import RenderSettings
+    from infp.runtime.portrait import load_portrait
+
+    pt = load_portrait(portrait, pipe.size)
+    speaking = frame_speech_prob(np.stack([own, other]))[:, 0] > SPEECH_THRESHOLD
+    done = dict(done or {})
+
+    def measure(key: str, controls: Controls) -> np.ndarray:
+        if key not in done:
+            settings = RenderSettings(seed=seed, steps=steps, controls=controls, control_scale=control_scale)
+            frames = pipe.render(portrait, own, other, settings=settings)
+            n = min(len(frames), len(speaking))
+            done[key] = output_levels(track(frames[:n]), pt.landmarks, speaking[:n])
+            if on_setting is not None:
+                on_setting(key, done[key])
+        return done[key]
+
+    none = measure("none", Controls())
+    levels = np.full((len(KINDS), len(CONTROL_NAMES), len(values)), np.nan, np.float32)
+    for name in names:
+        k = CONTROL_NAMES.index(name)
+        for j, v in enumerate(values):
+            levels[:, k, j] = measure(f"{name}={v:g}", Controls.parse(f"{name}={v}"))[:, k]
+    return StyleCalibration(tuple(float(v) for v in values), levels, none, float(control_scale))
+
+
 def style_from_video(path: str | Path, net: AudioToMotionNet, max_seconds: float = MAX_SECONDS,
-                     threshold: float = SPEECH_THRESHOLD) -> VideoStyle:
-    """The control values of the face in the video ``path`` for the stage-2 network ``net`` (its
-    ``control_lo`` / ``control_hi`` map the levels to 0..1)."""
+                     threshold: float = SPEECH_THRESHOLD, calibration: StyleCalibration | None = None) -> VideoStyle:
+    """The control values of the face in the video ``path`` for the stage-2 network ``net``: by the
+    network's measured response ``calibration`` where it has one, else by its corpus percentiles
+    (``control_lo`` / ``control_hi``)."""
     if not getattr(net, "has_controls", False):
         raise InfpError("the stage-2 network has no controls; a style from a video needs one trained with controls")
     path = Path(path)
@@ -129,19 +276,24 @@ def style_from_video(path: str | Path, net: AudioToMotionNet, max_seconds: float
     lo = net.control_lo.detach().cpu().numpy()
     hi = net.control_hi.detach().cpu().numpy()
     values = np.clip(normalise(raw, lo, hi), 0.0, 1.0)
+    if calibration is not None:
+        calibrated = calibration.controls(raw)
+        values = np.where(np.isfinite(calibrated), np.clip(calibrated, 0.0, 1.0), values)
     sides = [{n: round(float(v), 3) for n, v in zip(CONTROL_NAMES, row) if np.isfinite(v)} for row in values]
     for kind, side in zip(KINDS, sides):
         if not side:
             log.info("%s: too few %s frames with a face; %s controls left to the model", path,
                      "speaking" if kind == "speak" else "listening", kind)
     style = VideoStyle(str(path), Controls(*sides), raw, len(landmarks), int(found.sum()),
-                       int((speaking & found).sum()), has_audio)
+                       int((speaking & found).sum()), has_audio,
+                       None if calibration is None else calibration.control_scale)
     log.info("%s: style %s (%d frames, %d with a face, %d speaking)", path, style.controls or "none",
              style.frames, style.face_frames, style.speaking_frames)
     return style
 
 
-def controls_from_video(path: str | Path, net: AudioToMotionNet, max_seconds: float = MAX_SECONDS) -> Controls:
-    """``style_from_video(path, net, max_seconds).controls``."""
-    return style_from_video(path, net, max_seconds).controls
+def controls_from_video(path: str | Path, net: AudioToMotionNet, max_seconds: float = MAX_SECONDS,
+                        calibration: StyleCalibration | None = None) -> Controls:
+    """``style_from_video(path, net, max_seconds, calibration=calibration).controls``."""
+    return style_from_video(path, net, max_seconds, calibration=calibration).controls
 
