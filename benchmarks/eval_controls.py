@@ -12,9 +12,13 @@ For each control: whether its own measure rises with the setting, and the change
 highest setting in units of the uncontrolled output's standard deviation of that measure over its frames
 (for head_motion: the ratio of the highest to the lowest).
 
-With ``--style-videos``, each reference video's style (``infp.pipelines.style``) is rendered too, and
-for smile and head_motion the script reports how far the output moved from the uncontrolled one toward
-the reference's own measured level (1 = all the way; per kind present in the reference).
+With ``--style-videos``, each reference video's style (``infp.pipelines.style``; mapped by the weights'
+style calibration when stage2/ has one, and rendered at its control guidance weight) is rendered too,
+and for smile and head_motion the script reports how far the output moved from the uncontrolled one
+toward the reference's own level (1 = all the way; per kind present in the reference). Reference and
+output are measured the same way (``infp.pipelines.style.output_levels``: means over 4 s windows,
+relative to the face's rest; the output's rest is the portrait); no share is given where the reference
+is within ``--min-gap`` of the uncontrolled output. ``--controls`` with no names skips the sweeps.
 
     python benchmarks/eval_controls.py --weights weights --self-voice ../shared/data/talking/X.mp4 \
         --other-voice ../shared/data/talking/Y.mp4 --portrait data/samples/portraits/lp_s1.jpg \
@@ -38,6 +42,7 @@ from infp.face.expression import CONTROL_NAMES, KINDS, MEASURES, ROTATION, frame
 from infp.face.landmarks import mouth_opening
 from infp.models.controls import Controls
 from infp.pipelines.render import Pipeline, RenderSettings
+from infp.pipelines.style import STYLE_CONTROLS, StyleCalibration, output_levels, style_from_video
 
 
 def summarise(lms: np.ndarray, rest: np.ndarray, speaking: np.ndarray, self_only: np.ndarray,
@@ -65,10 +70,15 @@ def main() -> None:
     ap.add_argument("--portrait", type=Path, nargs="+", required=True)
     ap.add_argument("--self-voice", type=Path, required=True)
     ap.add_argument("--other-voice", type=Path, required=True)
-    ap.add_argument("--controls", nargs="+", default=list(CONTROL_NAMES), choices=CONTROL_NAMES)
+    ap.add_argument("--controls", nargs="*", default=list(CONTROL_NAMES), choices=CONTROL_NAMES)
     ap.add_argument("--values", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     ap.add_argument("--presets", nargs="*", default=[], help="also render these presets")
     ap.add_argument("--style-videos", type=Path, nargs="*", default=[], help="also render the style of these videos")
+    ap.add_argument("--style-controls", nargs="+", default=list(STYLE_CONTROLS), choices=CONTROL_NAMES,
+                    help="the controls a style video sets (default: infp.pipelines.style.STYLE_CONTROLS)")
+    ap.add_argument("--min-gap", type=float, default=0.004,
+                    help="a reference level closer than this to the uncontrolled output's counts as reached (no share): "
+                         "two seeds of the uncontrolled output differ by up to about this much")
     ap.add_argument("--control-scale", type=float, default=None, help="guidance weight of the controls (default: the renderer's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=6)
@@ -85,10 +95,9 @@ def main() -> None:
     settings += [(f"{c}={v:g}", Controls.parse(f"{c}={v}")) for c in args.controls for v in args.values]
     settings += [(p, Controls.preset(p)) for p in args.presets]
     styles = {}
+    calibration = StyleCalibration.load(pipe.sources["stage2"])
     for ref in args.style_videos:
-        from infp.pipelines.style import style_from_video
-
-        styles[ref.name] = style_from_video(ref, pipe.stage2)
+        styles[ref.name] = style_from_video(ref, pipe.stage2, calibration=calibration, names=args.style_controls)
         settings.append((f"style:{ref.name}", styles[ref.name].controls))
     report: dict = {"values": args.values, "portraits": {}}
     for portrait in args.portrait:
@@ -99,11 +108,17 @@ def main() -> None:
         res = {}
         for name, ctl in settings:
             t0 = time.time()
-            extra = {} if args.control_scale is None else {"control_scale": args.control_scale}
+            scale = args.control_scale
+            if scale is None and name.startswith("style:"):
+                scale = styles[name[len("style:"):]].control_scale
+            extra = {} if scale is None else {"control_scale": scale}
             frames = pipe.render(portrait, own, other, settings=RenderSettings(seed=args.seed, steps=args.steps,
                                                                                controls=ctl, **extra))
             n = min(len(frames), len(speaking))
-            res[name] = summarise(track_landmarks(frames[:n]), rest, speaking[:n], self_only[:n], other_only[:n])
+            lms = track_landmarks(frames[:n])
+            res[name] = summarise(lms, rest, speaking[:n], self_only[:n], other_only[:n])
+            windowed = output_levels(lms, pt.landmarks, speaking[:n])
+            res[name]["window_levels"] = {kind: dict(zip(CONTROL_NAMES, map(float, row))) for kind, row in zip(KINDS, windowed)}
             print(f"{portrait.name} {name}: {time.time() - t0:.0f} s; smile speak/listen "
                   f"{res[name]['speak']['smile']:+.3f}/{res[name]['listen']['smile']:+.3f}, head_motion "
                   f"{res[name]['speak']['head_motion']:.3f}/{res[name]['listen']['head_motion']:.3f}, mouth contrast "
@@ -129,10 +144,13 @@ def main() -> None:
                     target = float(st.raw[r, CONTROL_NAMES.index(c)])
                     if not np.isfinite(target):
                         continue
-                    base, got = res["none"][kind][c], res[f"style:{ref}"][kind][c]
-                    moved[f"{kind}.{c}"] = {"reference": target, "none": base, "styled": got,
-                                            "share_of_the_way": (got - base) / (target - base) if target != base else None}
-            style_verdict[ref] = {"controls": st.controls.to_dict(), "moved": moved}
+                    base = res["none"]["window_levels"][kind][c]
+                    got = res[f"style:{ref}"]["window_levels"][kind][c]
+                    gap = target - base
+                    moved[f"{kind}.{c}"] = {"reference": target, "none": base, "styled": got, "gap": gap,
+                                            "share_of_the_way": (got - base) / gap if abs(gap) >= args.min_gap else None}
+            style_verdict[ref] = {"controls": st.controls.to_dict(), "mapping": st.to_dict()["mapping"],
+                                  "control_scale": st.control_scale, "moved": moved}
         report["portraits"][portrait.name] = {"settings": res, "controls": verdict, "style_videos": style_verdict}
         print(json.dumps({portrait.name: {"controls": verdict, "style_videos": style_verdict}}, indent=1), flush=True)
     if args.out:

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from infp.face.landmarks import (
+    CHIN,
     FACE_OVAL,
     INNER_LIPS,
-    CHIN,
     LEFT_EYE,
     LEFT_EYE_INNER,
     LEFT_EYE_OUTER,

@@ -7,7 +7,7 @@ speech on the track while the face's mouth moves like speech (``talking_frames``
 person listening to someone else's voice counts as listening.
 As in training, levels are measured over windows of ``WINDOW`` frames (4 s), separately over the
 speaking and the listening frames, relative to the face's rest (its frames with the most closed mouth);
-their mean per kind is mapped to 0..1. With a *style calibration* of the weights
+their mean per kind is mapped to 0..1 for the controls ``STYLE_CONTROLS``. With a *style calibration* of the weights
 (``style_calibration.json`` in the stage-2 folder, made by ``train/calibrate_style.py``) the mapping is
 the model's own measured response: for each control, the levels its rendered output shows at a few
 settings, measured in the same way; the value chosen is the one whose output level is the reference's
@@ -60,6 +60,12 @@ WINDOW = LEVEL_SPAN
 
 WINDOW_STRIDE = 25
 """Frames between the centres of the measured windows."""
+
+STYLE_CONTROLS = ("smile", "brow", "head_motion")
+"""The controls a reference video sets: its expression and how much its head moves. Eye openness and
+head direction are left to the model: measured against a reference's own rest frames they were often
+beyond the range the output reaches, so they were pinned at 0 or 1, and they moved the head and the
+smile more than the measures they stand for."""
 
 CALIBRATION_FILE = "style_calibration.json"
 """In a stage-2 checkpoint folder: the model's measured response to its controls (``StyleCalibration``)."""
@@ -251,10 +257,11 @@ def calibrate(pipe: Pipeline, portrait: str | Path, own: np.ndarray, other: np.n
 
 
 def style_from_video(path: str | Path, net: AudioToMotionNet, max_seconds: float = MAX_SECONDS,
-                     threshold: float = SPEECH_THRESHOLD, calibration: StyleCalibration | None = None) -> VideoStyle:
-    """The control values of the face in the video ``path`` for the stage-2 network ``net``: by the
-    network's measured response ``calibration`` where it has one, else by its corpus percentiles
-    (``control_lo`` / ``control_hi``)."""
+                     threshold: float = SPEECH_THRESHOLD, calibration: StyleCalibration | None = None,
+                     names: Sequence[str] = STYLE_CONTROLS) -> VideoStyle:
+    """The control values (``names``) of the face in the video ``path`` for the stage-2 network ``net``: by
+    the network's measured response ``calibration`` where it has one, else by its corpus percentiles
+    (``control_lo`` / ``control_hi``). ``raw`` keeps the levels of every control."""
     if not getattr(net, "has_controls", False):
         raise InfpError("the stage-2 network has no controls; a style from a video needs one trained with controls")
     path = Path(path)
@@ -279,7 +286,7 @@ def style_from_video(path: str | Path, net: AudioToMotionNet, max_seconds: float
     if calibration is not None:
         calibrated = calibration.controls(raw)
         values = np.where(np.isfinite(calibrated), np.clip(calibrated, 0.0, 1.0), values)
-    sides = [{n: round(float(v), 3) for n, v in zip(CONTROL_NAMES, row) if np.isfinite(v)} for row in values]
+    sides = [{n: round(float(v), 3) for n, v in zip(CONTROL_NAMES, row) if np.isfinite(v) and n in names} for row in values]
     for kind, side in zip(KINDS, sides):
         if not side:
             log.info("%s: too few %s frames with a face; %s controls left to the model", path,

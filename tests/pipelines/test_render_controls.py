@@ -14,7 +14,7 @@ from infp.errors import InfpError, NoFaceError, SettingsError
 from infp.io import read_audio, write_video, write_wav
 from infp.models.controls import CONTROL_NAMES, PRESETS, Controls
 from infp.pipelines.render import Pipeline, RenderSettings
-from infp.pipelines.style import style_from_video, video_levels
+from infp.pipelines.style import STYLE_CONTROLS, style_from_video, video_levels
 from infp.runtime.portrait import load_portrait
 
 
@@ -174,8 +174,8 @@ def test_style_from_sample_videos(tmp_path, samples, control_weights):
         arr = s.controls.array()
         assert np.nanmin(arr) >= 0 and np.nanmax(arr) <= 1 and np.isfinite(arr).any()
         assert s.face_frames == s.frames and s.has_audio
-        assert set(s.controls.listen) == set(CONTROL_NAMES)
-    assert a.speaking_frames > a.frames / 2 and set(a.controls.speak) == set(CONTROL_NAMES)  # a talking face
+        assert set(s.controls.listen) == set(STYLE_CONTROLS)
+    assert a.speaking_frames > a.frames / 2 and set(a.controls.speak) == set(STYLE_CONTROLS)  # a talking face
     assert b.speaking_frames == 0 and not b.controls.speak  # a listener: no speaking controls
     assert a.controls.listen != b.controls.listen
     json.dumps(a.to_dict())

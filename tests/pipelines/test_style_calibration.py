@@ -13,7 +13,7 @@ from infp.face.expression import CONTROL_NAMES, KINDS
 from infp.io import read_audio
 from infp.paths import REPO_ROOT
 from infp.pipelines.render import Pipeline
-from infp.pipelines.style import CALIBRATION_FILE, StyleCalibration, calibrate, style_from_video
+from infp.pipelines.style import CALIBRATION_FILE, STYLE_CONTROLS, StyleCalibration, calibrate, style_from_video
 
 SMILE, MOTION = CONTROL_NAMES.index("smile"), CONTROL_NAMES.index("head_motion")
 
@@ -87,16 +87,17 @@ def test_a_style_video_uses_the_calibration_and_its_guidance_weight(tmp_path, sa
     shutil.copytree(control_weights, weights)
     net = Pipeline.from_pretrained(weights).stage2
     ref = samples / "video" / "lp_s29.mp4"
-    plain = style_from_video(ref, net, max_seconds=6)
+    plain = style_from_video(ref, net, max_seconds=6, names=CONTROL_NAMES)
     cal = _calibration()
     cal.levels[1, SMILE] = [-1.0, 0.0, 1.0]  # listening smile: value 0.5 at level 0, about linear around it
-    styled = style_from_video(ref, net, max_seconds=6, calibration=cal)
+    styled = style_from_video(ref, net, max_seconds=6, calibration=cal, names=CONTROL_NAMES)
     raw = styled.raw[1, SMILE]
     assert styled.controls.listen["smile"] == pytest.approx(float(np.clip(0.5 + raw / 2, 0, 1)), abs=1e-3)
     uncalibrated = {"brow", "eyes", "yaw", "pitch"}  # these keep the corpus percentiles
     assert {k: v for k, v in styled.controls.listen.items() if k in uncalibrated} == \
         {k: v for k, v in plain.controls.listen.items() if k in uncalibrated}
     assert styled.to_dict()["mapping"] == "calibration" and plain.to_dict()["mapping"] == "percentiles"
+    assert set(style_from_video(ref, net, max_seconds=6).controls.listen) == set(STYLE_CONTROLS)  # the default
     cal.save(weights / "stage2")
     own = read_audio(samples / "audio" / "ditto.flac")[0][: int(1.2 * 16000)]
     wav = tmp_path / "self.wav"
