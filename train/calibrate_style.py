@@ -34,6 +34,14 @@ from infp.pipelines.style import CALIBRATION_SCALE, CALIBRATION_VALUES, calibrat
 PARTIAL = ".style_calibration.partial.json"
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (the calibration file is committed)."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, default=None, help="folder with stage1/ and stage2/ (default: the starter weights)")
@@ -55,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         own, other = read_dialogue(args.audio)
         stage2 = Path(pipe.sources["stage2"])
         partial = stage2 / PARTIAL
-        key = {"portrait": str(args.portrait), "audio": str(args.audio), "control_scale": args.control_scale,
+        key = {"portrait": _shown(args.portrait), "audio": _shown(args.audio), "control_scale": args.control_scale,
                "seed": args.seed, "steps": args.steps, "stage1_id": pipe.sources["stage1_id"],
                "stage2_id": pipe.sources["stage2_id"]}
         done: dict[str, np.ndarray] = {}

@@ -45,6 +45,7 @@ from infp.face.expression import (
 from infp.face.expression import track_landmarks as track_frames
 from infp.face.landmarks import mouth_opening
 from infp.models.controls import Controls
+from infp.models.pretrained import WEIGHTS_FILE, checkpoint_id
 
 if TYPE_CHECKING:
     from infp.models.audio_to_motion import AudioToMotionNet
@@ -213,9 +214,15 @@ class StyleCalibration:
             return None
         path = Path(folder) / CALIBRATION_FILE
         try:
-            return cls.from_dict(json.loads(path.read_text()))
+            cal = cls.from_dict(json.loads(path.read_text()))
         except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
             raise InfpError(f"not a style calibration ({e}); make it again with train/calibrate_style.py", path) from None
+        made_for = cal.source.get("stage2_id")
+        if made_for is not None and (Path(folder) / WEIGHTS_FILE).is_file() and made_for != checkpoint_id(folder):
+            log.warning("%s was made for other stage-2 weights (%s); style videos use the percentiles until "
+                        "train/calibrate_style.py runs again", path, made_for)
+            return None
+        return cal
 
 
 def calibrate(pipe: Pipeline, portrait: str | Path, own: np.ndarray, other: np.ndarray,

@@ -11,6 +11,7 @@ import pytest
 from infp.errors import InfpError
 from infp.face.expression import CONTROL_NAMES, KINDS
 from infp.io import read_audio
+from infp.models.pretrained import checkpoint_id
 from infp.paths import REPO_ROOT
 from infp.pipelines.render import Pipeline
 from infp.pipelines.style import CALIBRATION_FILE, STYLE_CONTROLS, StyleCalibration, calibrate, style_from_video
@@ -59,6 +60,18 @@ def test_a_calibration_file_round_trips_and_a_broken_one_is_named(tmp_path):
     path.write_text("{")
     with pytest.raises(InfpError, match="not a style calibration"):
         StyleCalibration.load(tmp_path)
+
+
+def test_a_calibration_of_other_weights_is_not_used(tmp_path, control_weights):
+    stage2 = tmp_path / "stage2"
+    shutil.copytree(control_weights / "stage2", stage2)
+    cal = _calibration()
+    cal.source = {"stage2_id": checkpoint_id(stage2)}
+    cal.save(stage2)
+    assert StyleCalibration.load(stage2) is not None
+    cal.source = {"stage2_id": "0123456789ab"}  # made before the weights were retrained
+    cal.save(stage2)
+    assert StyleCalibration.load(stage2) is None
 
 
 @pytest.mark.slow
