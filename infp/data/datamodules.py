@@ -77,6 +77,7 @@ class DyadicMotionData(pl.LightningDataModule):
         stats_clips: int = 1000,
         phones: bool = False,
         controls: bool = False,
+        own_voice_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -88,6 +89,7 @@ class DyadicMotionData(pl.LightningDataModule):
         self.warmup_epochs = warmup_epochs
         self.stats_clips = stats_clips  # latent statistics (the scale) from at most this many training clips
         self.controls = controls  # items carry the control values measured around each window
+        self.own_voice_weight = own_voice_weight  # training draws clips whose face speaks its own voice this much more often
         self.scale = None
         self.control_range = None  # (2, K) 5th / 95th percentiles of the raw control levels, after setup()
         self.motion_dim: int | None = None  # D of the latents on disk, known after setup()
@@ -111,7 +113,8 @@ class DyadicMotionData(pl.LightningDataModule):
         if self.scale is None:
             self._train_index = ClipIndex(self.root, "train", min_frames=self.window + 1)
             full = DyadicMotionWindows(self.root, "train", samples_per_epoch=self.samples_per_epoch, subset=ALL,
-                                       stats_clips=self.stats_clips, index=self._train_index, **self._layout())
+                                       stats_clips=self.stats_clips, index=self._train_index,
+                                       own_voice_weight=self.own_voice_weight, **self._layout())
             self.scale, self.motion_dim = full.scale, full.motion_dim
             self.control_range = full.control_range
             self._train_sets = {ALL: full}
@@ -126,6 +129,7 @@ class DyadicMotionData(pl.LightningDataModule):
             self._train_sets[subset] = DyadicMotionWindows(self.root, "train", scale=self.scale, subset=subset,
                                                            control_range=self.control_range,
                                                            samples_per_epoch=self.samples_per_epoch,
+                                                           own_voice_weight=self.own_voice_weight,
                                                            index=self._train_index, **self._layout())
         return self._train_sets[subset]
 

@@ -159,7 +159,8 @@ class DyadicMotionWindows(Dataset):
                  motion_dir: str | Path | None = None, scale: np.ndarray | None = None, samples_per_epoch: int = 4000,
                  subset: str = ALL, fixed_windows_per_clip: int = 0, p_spread: float = 0.5,
                  stats_clips: int = 1000, max_open: int = 256, index: ClipIndex | None = None,
-                 phones: bool = False, controls: bool = False, control_range: np.ndarray | None = None) -> None:
+                 phones: bool = False, controls: bool = False, control_range: np.ndarray | None = None,
+                 own_voice_weight: float = 1.0) -> None:
         root = Path(root)
         self.motion_dir = Path(motion_dir) if motion_dir is not None else root / "motion"
         if index is None:
@@ -186,7 +187,12 @@ class DyadicMotionWindows(Dataset):
         self._open: OrderedDict[str, np.ndarray] = OrderedDict()
         self._rest: dict[str, np.ndarray] = {}  # (D,) per clip, small
         self._mouth: dict[str, np.ndarray] = {}  # (T,) standardised mouth opening per clip (NaN: no target)
-        weights = self.n_frames.astype(np.float64)
+        if not (np.isfinite(own_voice_weight) and own_voice_weight > 0):
+            raise ValueError(f"own_voice_weight must be a positive number, not {own_voice_weight}")
+        # clips are drawn in proportion to their frames; those whose face speaks its own voice (real lip
+        # timing *and* the words, not dubbed speech) own_voice_weight times as often
+        self.own_voice = np.array([cid in self._speaks and own_voice(root, cid) for cid in self.ids])
+        weights = self.n_frames.astype(np.float64) * np.where(self.own_voice, own_voice_weight, 1.0)
         self.weights = weights / weights.sum()
         self._cdf = np.cumsum(self.weights)
         self._cdf /= self._cdf[-1]

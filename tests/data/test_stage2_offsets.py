@@ -1,6 +1,7 @@
 """Stage-2 targets are offsets from each clip's rest latent (its most closed mouth), as at inference."""
 
 import numpy as np
+import pytest
 
 from infp.data.stage2 import REST_SHARE, DyadicMotionWindows, rest_latent
 from infp.face.landmarks import mouth_opening
@@ -45,3 +46,21 @@ def test_talking_is_a_positive_mouth_offset_and_listening_is_not(sample_corpus, 
                                    np.load(tmp_path / f"{ds.fixed_window(i)[0]}.npy")[ds.fixed_window(i)[1]:][:4], atol=1e-5)
     assert len(talk) >= 5 and len(listen) >= 5
     assert np.mean(talk) > 0.05 and np.mean(talk) > 2 * max(np.mean(listen), 0.01)
+
+
+def test_own_voice_clips_can_be_drawn_more_often(sample_corpus, tmp_path):
+    """own_voice_weight multiplies the chance of drawing a window from a clip whose face speaks its own
+    voice; the other clips keep their share relative to each other."""
+    for cid in (sample_corpus / "train.txt").read_text().split():
+        n = len(np.load(sample_corpus / "clips" / cid / "landmarks.npy"))
+        np.save(tmp_path / f"{cid}.npy", np.zeros((n, 4), np.float32))
+    plain = DyadicMotionWindows(sample_corpus, "train", motion_dir=tmp_path, scale=np.ones(4, np.float32), **KW)
+    own = plain.own_voice
+    assert own.any() and (~own).any()  # the sample corpus has both
+    heavy = DyadicMotionWindows(sample_corpus, "train", motion_dir=tmp_path, scale=np.ones(4, np.float32),
+                                own_voice_weight=4.0, **KW)
+    share, share4 = plain.weights[own].sum(), heavy.weights[own].sum()
+    assert share4 == pytest.approx(4 * share / (4 * share + 1 - share))
+    np.testing.assert_allclose(heavy.weights[~own] / heavy.weights[~own].sum(), plain.weights[~own] / plain.weights[~own].sum())
+    with pytest.raises(ValueError, match="own_voice_weight"):
+        DyadicMotionWindows(sample_corpus, "train", motion_dir=tmp_path, scale=np.ones(4, np.float32), own_voice_weight=0, **KW)
