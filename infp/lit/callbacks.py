@@ -34,10 +34,11 @@ class ExportPretrained(pl.Callback):
         if disc is not None:  # so that a run started from this folder (model.init_from) keeps its critic
             from safetensors.torch import save_file
 
+            from infp.io.atomic import atomic_output
+
             state = {k: v.detach().contiguous().cpu() for k, v in disc.state_dict().items()}
-            tmp = self.folder / f"{DISCRIMINATOR_FILE}.tmp.{os.getpid()}"
-            save_file(state, str(tmp))
-            os.replace(tmp, self.folder / DISCRIMINATOR_FILE)
+            with atomic_output(self.folder / DISCRIMINATOR_FILE) as tmp:
+                save_file(state, str(tmp))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.every_n_steps and trainer.global_step > 0 and trainer.global_step % self.every_n_steps == 0:
