@@ -55,9 +55,9 @@ def first_frame(clip: Path) -> np.ndarray:
 
 
 def render_track(pipe: Pipeline, portrait: np.ndarray, speech: np.ndarray, seed: int, steps: int,
-                 controls: Controls | None = None) -> np.ndarray:
+                 controls: Controls | None = None, lip_follow: float | None = None) -> np.ndarray:
     """Mouth track of ``speech`` rendered on ``portrait`` as the avatar's own voice (partner silent)."""
-    settings = RenderSettings(seed=seed, steps=steps, controls=controls or Controls())
+    settings = RenderSettings(seed=seed, steps=steps, controls=controls or Controls(), lip_follow=lip_follow)
     frames = pipe.render(portrait, self_audio=speech, other_audio=None, settings=settings)
     return mouth_track(frames)
 
@@ -82,7 +82,7 @@ def evaluate_clip(pipe: Pipeline, clip: Path, portraits: dict[str, np.ndarray], 
     for name, image in targets.items():
         t0 = time.perf_counter()
         try:
-            avatar = render_track(pipe, image, speech, args.seed, args.steps, Controls.parse(args.control))
+            avatar = render_track(pipe, image, speech, args.seed, args.steps, Controls.parse(args.control), args.lip_follow)
         except InfpError as exc:
             log(f"  skip {name}: {exc}")
             continue
@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=None, help="seconds of each clip to use (from its start)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--lip-follow", type=float, default=None, help="render with this lip following (default: the weights' own)")
     ap.add_argument("--control", default=None, help="render with these controls (e.g. smile=1 or a preset name)")
     ap.add_argument("--out", type=Path, default=None, help="JSON with every score and the means")
     args = ap.parse_args()
@@ -146,6 +147,7 @@ def main() -> None:
 def write_report(args: argparse.Namespace, clips: list[Path], scores: list[LipSyncScore]) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"weights": str(args.weights), "max_seconds": args.max_seconds, "seed": args.seed, "steps": args.steps,
+              "lip_follow": args.lip_follow, "control": args.control,
               "clips": [str(c.relative_to(args.data)) for c in clips], "scores": [s.as_dict() for s in scores],
               "means": means(scores)}
     args.out.write_text(json.dumps(report, indent=1))

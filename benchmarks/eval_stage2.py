@@ -53,12 +53,12 @@ def _summary(opening: np.ndarray, spread: float, masks: dict[str, np.ndarray]) -
 
 
 def evaluate(pipe: Pipeline, probe, portrait: Path, own: np.ndarray, other: np.ndarray, seeds: list[int],
-             steps: int, render: bool) -> dict:
+             steps: int, render: bool, lip_follow: float | None = None) -> dict:
     masks = _masks(own, other)
     pt = load_portrait(portrait, pipe.size)
     src = pipe.stage1.source(pt)
     neutral = src.motion[0]
-    lat = [generate_motion(pipe.stage2, own, other, neutral, steps=steps, seed=s) for s in seeds]
+    lat = [generate_motion(pipe.stage2, own, other, neutral, steps=steps, seed=s, lip_follow=lip_follow) for s in seeds]
     probe_open = np.mean([probe(x) for x in lat], axis=0)
     result = {"frames": {k: int(m.sum()) for k, m in masks.items()},
               "latent_probe": _summary(probe_open, probe.spread, masks)}
@@ -70,10 +70,14 @@ def evaluate(pipe: Pipeline, probe, portrait: Path, own: np.ndarray, other: np.n
             kp_open = [keypoint_mouth_opening(net1.decode_keypoints(torch.as_tensor(x, dtype=torch.float32))).numpy()
                        for x in lat]
         result["keypoints"] = _summary(np.mean(kp_open, axis=0), probe.spread, masks)
+        with torch.inference_mode():  # the portrait's own mouth: how closed "closed" is for this face
+            rest = float(keypoint_mouth_opening(net1.decode_keypoints(torch.as_tensor(neutral, dtype=torch.float32)[None]))[0])
+        result["keypoints"]["rest_opening"] = rest
+        result["keypoints"]["listening_above_rest"] = result["keypoints"]["opening"].get("other_only", float("nan")) - rest
     if render:
         openings = []
         for s in seeds:
-            frames = pipe.render(portrait, own, other, settings=RenderSettings(seed=s, steps=steps))
+            frames = pipe.render(portrait, own, other, settings=RenderSettings(seed=s, steps=steps, lip_follow=lip_follow))
             lm = np.full((len(frames), 478, 2), np.nan, np.float32)
             with FaceDetector(max_faces=1) as det:
                 for i, f in enumerate(frames):
@@ -96,6 +100,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--render", action="store_true")
+    ap.add_argument("--lip-follow", type=float, default=None, help="lip following, 0..1 (default: the weights' own)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     pipe = Pipeline.from_pretrained(args.weights)
@@ -103,8 +108,9 @@ def main() -> None:
     own, other = compose(args.self_voice, args.other_voice)
     report = {"mouth_probe_r2_train": probe.r2}
     for p in args.portrait:
-        report[p.name] = {"dialogue": evaluate(pipe, probe, p, own, other, args.seeds, args.steps, args.render),
-                          "swapped_channels": evaluate(pipe, probe, p, other, own, args.seeds, args.steps, args.render)}
+        report[p.name] = {"dialogue": evaluate(pipe, probe, p, own, other, args.seeds, args.steps, args.render, args.lip_follow),
+                          "swapped_channels": evaluate(pipe, probe, p, other, own, args.seeds, args.steps, args.render,
+                                                       args.lip_follow)}
     print(json.dumps(report, indent=1))
 
 

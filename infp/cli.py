@@ -290,7 +290,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         describe["controls_given"] = given
     settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, paste_back=args.paste_back,
                               audio_out=args.audio_out, overlay=args.overlay, face_index=args.face_index, controls=controls,
-                              control_scale=control_scale)
+                              control_scale=control_scale, lip_follow=args.lip_follow)
     out = pipe.render(args.portrait, own, other, out=args.out, settings=settings, progress=not args.quiet, describe=describe)
     report = json.loads(out.with_suffix(".json").read_text())
     print(f"wrote {out} ({report['frames']} frames, {report['duration_s']} s, real-time factor {report['real_time_factor']})")
@@ -357,7 +357,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise InfpError(f"--size must be a multiple of 16 and at most the checkpoint's {pipe.size}")
     controls, _, control_scale = _render_controls(args, pipe)
     settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, face_index=args.face_index,
-                              controls=controls, control_scale=control_scale)
+                              controls=controls, control_scale=control_scale, lip_follow=args.lip_follow)
     delay = args.delay_ms / 1000
     if args.simulate:
         from infp.demo.simulate import simulate
@@ -488,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, choices=(256, 512), help="output crop size (default: the checkpoint's)")
     p.add_argument("--steps", type=int_range(1, MAX_STEPS), default=6, help="diffusion sampling steps")
     p.add_argument("--cfg-scale", type=finite_float(0.0, MAX_CFG_SCALE), default=2.0, help="classifier-free guidance scale")
+    p.add_argument("--lip-follow", type=finite_float(0.0, 1.0), default=None,
+                   help="how far the mouth follows what the lip reader hears in the portrait's own voice, 0..1 "
+                        "(default: the stage-2 weights' own; 0 = the generator's mouth alone)")
     p.add_argument("--seed", type=int_range(0, MAX_SEED), default=0)
     p.add_argument("--face-index", type=nonneg_int, default=None, help="face of the portrait, i-th from the left (default: largest)")
     p.add_argument("--paste-back", action="store_true", help="render into the whole portrait, not only the face crop")
@@ -539,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=positive_int, default=None, help="render size to start at (default: the checkpoint's)")
     p.add_argument("--steps", type=int_range(1, MAX_STEPS), default=6, help="diffusion sampling steps to start at")
     p.add_argument("--cfg-scale", type=finite_float(0.0, MAX_CFG_SCALE), default=2.0)
+    p.add_argument("--lip-follow", type=finite_float(0.0, 1.0), default=None,
+                   help="how far the mouth follows what the lip reader hears in the portrait's own voice, 0..1 "
+                        "(default: the stage-2 weights' own; 0 = the generator's mouth alone)")
     p.add_argument("--seed", type=int_range(0, MAX_SEED), default=0)
     p.add_argument("--face-index", type=nonneg_int, default=None, help="face of the portrait, i-th from the left")
     p.add_argument("--delay-ms", type=finite_float(50.0, 10_000.0), default=250.0,

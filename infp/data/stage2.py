@@ -249,6 +249,28 @@ class DyadicMotionWindows(Dataset):
             self._mouth[cid] = out
         return out
 
+    def own_voice_tracks(self):
+        """(mono ``self`` audio, (T,) standardised mouth opening) of every clip whose face speaks its own
+        voice: what the lip reader (``infp.audio.lipreader``) is fitted on and checked against."""
+        for cid, own in zip(self.ids, self.own_voice):
+            mouth = self.mouth(cid) if own else None
+            if mouth is None or not np.isfinite(mouth).any():
+                continue
+            data, _ = sf.read(str(self.root / "clips" / cid / "self.wav"), dtype="float32")
+            yield data.reshape(len(data), -1).mean(axis=1), mouth
+
+    def own_voice_offsets(self):
+        """((T, D) latent offsets from the clip's rest in units of ``scale``, (T,) standardised mouth opening,
+        (D,) rest latent) of every clip whose face speaks its own voice: what the mouth axis of lip following
+        is fitted on."""
+        for cid, own in zip(self.ids, self.own_voice):
+            mouth = self.mouth(cid) if own else None
+            if mouth is None or not np.isfinite(mouth).any():
+                continue
+            lat = np.asarray(self.latents(cid), dtype=np.float64)
+            rest = self.rest(cid)
+            yield (lat - rest) / self.scale, mouth, rest
+
     def phone_labels(self, cid: str, channel: str) -> np.ndarray:
         """(T,) phone ids of a clip's ``self`` or ``other`` audio (``infp.audio.phones``), computed once and
         kept in ``<corpus>/phones/`` (a cache: delete it freely)."""

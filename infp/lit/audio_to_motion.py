@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
@@ -37,7 +38,7 @@ class AudioToMotion(pl.LightningModule):
     def __init__(self, net: AudioToMotionNet, optimizer: Callable | None = None, p_drop_cond: float = 0.1,
                  p_drop_prev: float = 0.1, motion_dim: int | None = None, w_lips: float = 0.0,
                  stage1_checkpoint: str | None = None, w_audio_lips: float = 0.0, w_phones: float = 0.0,
-                 p_drop_control: float = 0.3, p_drop_controls: float = 0.3) -> None:
+                 p_drop_control: float = 0.3, p_drop_controls: float = 0.3, lip_reader_ridge: float = 1.0) -> None:
         super().__init__()
         if motion_dim is not None and motion_dim != net.motion_dim:
             raise ValueError(f"model.motion_dim={motion_dim} but the network's motion_dim is {net.motion_dim} "
@@ -89,7 +90,7 @@ class AudioToMotion(pl.LightningModule):
         """MSE of the mouth opening read from each frame's ``self`` audio features by the lip head against the
         face's own (standardised) opening, over frames whose ``self`` is the face's own voice; and the
         prediction (B, P+W)."""
-        pred = self.net.lip_head(a_self).squeeze(-1)
+        pred = self.net.lip_head(a_self[..., : self.net.audio_dim]).squeeze(-1)
         target = batch["mouth"]
         ok = torch.isfinite(target)
         if not bool(ok.any()):
@@ -117,12 +118,52 @@ class AudioToMotion(pl.LightningModule):
             raise ValueError("model.w_phones > 0 needs phone labels in the batches: set data.phones=true")
         if dm is not None and getattr(dm, "scale", None) is not None:
             self.net.motion_scale.copy_(torch.as_tensor(dm.scale))
+        if stage == "fit" and self.net.lip_reader is not None and not self.net.lip_reader.is_fitted:
+            self.fit_lip_reader(dm)
         if self.net.has_controls and dm is not None and not getattr(dm, "controls", False):
             raise ValueError("model.net.controls=true needs the control values in the batches: set data.controls=true")
         if self.net.has_controls and getattr(dm, "control_range", None) is not None:
             lo, hi = torch.as_tensor(dm.control_range)
             self.net.control_lo.copy_(lo)
             self.net.control_hi.copy_(hi)
+
+    def fit_lip_reader(self, dm) -> None:
+        """Fit the network's lip reader on the training split's own-voice clips (once: a resumed or
+        initialised run keeps the fitted one) and report how well it reads the validation speakers."""
+        import logging
+
+        from infp.audio.lipreader import fit_lip_reader, fit_mouth_axis, reader_r
+        from infp.data.stage2 import ALL
+
+        if dm is None or not hasattr(dm, "train_subset"):
+            raise ValueError("model.net.lip_reader=true needs the stage-2 data module to fit the lip reader on")
+        stats = fit_lip_reader(self.net.lip_reader, dm.train_subset(ALL).own_voice_tracks(),
+                               self.hparams.lip_reader_ridge)
+        val_r = reader_r(self.net.lip_reader, dm.val_set.own_voice_tracks()) if dm.val_set is not None else float("nan")
+        logging.getLogger(__name__).info(
+            "lip reader fitted on %d own-voice clips (%d frames): r %.3f on them, %.3f on the validation clips",
+            stats["clips"], stats["frames"], stats["train_r"], val_r)
+        probe, axis, mstats = fit_mouth_axis(self._mouth_tracks(dm.train_subset(ALL)))
+        self.net.mouth_probe.copy_(torch.from_numpy(probe))
+        self.net.mouth_axis.copy_(torch.from_numpy(axis))
+        logging.getLogger(__name__).info("mouth axis of the latents fitted on %d frames (probe r %.3f, on the %s)",
+                                         mstats["frames"], mstats["probe_r"],
+                                         "renderer's mouth" if self.lip_decoder is not None else "real mouth")
+
+    @torch.no_grad()
+    def _mouth_tracks(self, ds):
+        """(latent offsets, standardised mouth) of the own-voice clips for the mouth axis: with the stage-1
+        keypoint decoder, the mouth its keypoints show for those latents (what the renderer will draw: a
+        closer linear fit than the real face's mouth); else the real one."""
+        from infp.models.keypoints import keypoint_mouth_opening
+
+        for x, mouth, rest in ds.own_voice_offsets():
+            if self.lip_decoder is not None:
+                dev = next(self.lip_decoder.parameters()).device
+                lat = torch.from_numpy(x * ds.scale + rest).float().to(dev)
+                o = keypoint_mouth_opening(self.lip_decoder(lat)).double().cpu().numpy()
+                mouth = np.where(np.isfinite(mouth), (o - o.mean()) / max(float(o.std()), 1e-9), np.nan)
+            yield x, mouth
 
     def drop_controls(self, controls: torch.Tensor) -> torch.Tensor:
         """Condition dropout of the controls: each value absent with ``p_drop_control``, all of a window's with
@@ -155,7 +196,7 @@ class AudioToMotion(pl.LightningModule):
             total = total + self.hparams.w_audio_lips * audio_lips
             parts["audio_lips"] = audio_lips.detach()
         if self.hparams.w_phones > 0:
-            logits = net.phone_head(torch.cat([a_self[:, -n:], a_other[:, -n:]]))
+            logits = net.phone_head(torch.cat([a_self[:, -n:], a_other[:, -n:]])[..., : net.audio_dim])
             labels = torch.cat([batch["self_phones"], batch["other_phones"]])
             phones = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-1)
             total = total + self.hparams.w_phones * phones

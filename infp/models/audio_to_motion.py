@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from infp.audio.features import AudioEncoder
+from infp.audio.lipreader import LipReader
 from infp.audio.phones import PHONES
 from infp.face.expression import CONTROL_NAMES, KINDS
 from infp.models.motion_dit import MotionDiT
@@ -46,14 +47,35 @@ class AudioToMotionNet(Pretrained):
         lip_head: bool = False,
         phone_head: bool = False,
         controls: bool = False,
+        lip_reader: bool = False,
+        lip_reader_past: int = 4,
+        lip_follow: float = 0.0,
+        lip_lead: int = 1,
+        lip_gain: float = 1.0,
     ) -> None:
         super().__init__()
         self.config = dict(motion_dim=motion_dim, audio_dim=audio_dim, audio_hidden=audio_hidden, guide_dim=guide_dim,
                            bank_size=bank_size, style_dim=style_dim, dit_dim=dit_dim, depth=depth, heads=heads,
                            window=window, context=context, audio_layers=audio_layers, lip_head=lip_head,
-                           phone_head=phone_head, controls=controls)
+                           phone_head=phone_head, controls=controls, lip_reader=lip_reader,
+                           lip_reader_past=lip_reader_past, lip_follow=lip_follow, lip_lead=lip_lead, lip_gain=lip_gain)
         self.motion_dim, self.window, self.context = motion_dim, window, context
+        self.audio_dim = audio_dim
         self.audio = AudioEncoder(audio_dim, hidden=audio_hidden, n_layers=audio_layers)
+        # the mouth read from each channel's voice (a fitted linear read-out, infp.audio.lipreader), added to
+        # every frame's guidance: a per-frame cue of what the lips do that the memory banks would blur
+        self.lip_reader = LipReader(lip_reader_past) if lip_reader else None
+        self.lip_proj = nn.Linear(2, guide_dim) if lip_reader else None
+        if self.lip_proj is not None:  # starts as a network without it
+            nn.init.zeros_(self.lip_proj.weight)
+            nn.init.zeros_(self.lip_proj.bias)
+        # lip following (with the lip reader): after sampling, each generated frame is moved along the
+        # latent's mouth axis until a linear mouth probe reads what the lip reader hears, ``lip_follow`` of
+        # the way (0: off); both are fitted on the training latents (``fit_mouth_axis``)
+        self.lip_follow, self.lip_lead, self.lip_gain = float(lip_follow), int(lip_lead), float(lip_gain)
+        if lip_reader:
+            self.register_buffer("mouth_probe", torch.zeros(motion_dim + 1))  # weights, then the bias
+            self.register_buffer("mouth_axis", torch.zeros(motion_dim))
         # training only: the speaker's mouth opening read from each frame's audio features, which makes
         # the features carry what the lips do (see AudioToMotion.audio_lip_loss); unused at inference
         self.lip_head = nn.Linear(audio_dim, 1) if lip_head else None
@@ -80,12 +102,42 @@ class AudioToMotionNet(Pretrained):
     @property
     def audio_context(self) -> int:
         """Video frames of past audio the encoder needs before the first frame it describes."""
-        return self.audio.context_frames
+        if self.lip_reader is None:
+            return self.audio.context_frames
+        return max(self.audio.context_frames, self.lip_reader.context_frames)
 
     def audio_features(self, self_audio: torch.Tensor, other_audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, N) each -> (B, N/640, A) each, through one shared encoder."""
-        feats = self.audio(torch.cat([self_audio, other_audio], dim=0))
+        """(B, N) each -> (B, N/640, A) each, through one shared encoder (with the lip reader: A + 1, its
+        read-out last)."""
+        audio = torch.cat([self_audio, other_audio], dim=0)
+        feats = self.audio(audio)
+        if self.lip_reader is not None:
+            feats = torch.cat([feats, self.lip_reader(audio).to(feats.dtype)], dim=-1)
         return feats.chunk(2, dim=0)
+
+    @property
+    def can_follow_lips(self) -> bool:
+        """A lip reader and a fitted mouth axis: ``follow_lips`` has something to do."""
+        return self.lip_reader is not None and bool(self.mouth_axis.abs().sum() > 0)
+
+    def follow_lips(self, x: torch.Tensor, a_self: torch.Tensor, strength: float) -> torch.Tensor:
+        """Move a generated window of offsets ``x`` (B, W, D) along the mouth axis so that the mouth probe
+        reads ``lip_gain`` times the lip reader's value of ``self`` (the last channel of ``a_self`` (B, >= W,
+        A + 1), whose last W frames are the window's), ``strength`` of the way; never more closed than the
+        rest latent (offset 0), whose mouth is closed. Frame k of the window takes the reading of
+        frame k + ``lip_lead`` (the voice follows the lips by about that much), at most the window's last:
+        nothing beyond the window's audio is used, so streaming equals offline."""
+        if strength <= 0 or not self.can_follow_lips:
+            return x
+        w = x.shape[1]
+        heard = a_self[:, -w:, self.audio_dim].to(x.dtype)
+        lead = (torch.arange(w, device=x.device) + self.lip_lead).clamp(max=w - 1)
+        probe, bias = self.mouth_probe[:-1].to(x.dtype), self.mouth_probe[-1].to(x.dtype)
+        target = torch.maximum(self.lip_gain * heard[:, lead], bias)
+        axis = self.mouth_axis.to(x.dtype)
+        now = x @ probe + bias
+        step = strength * (target - now) / (axis @ probe)
+        return x + step[..., None] * axis
 
     def style(self, rest: torch.Tensor, spread: torch.Tensor | None = None) -> torch.Tensor:
         """Style vector from a rest latent (B, D) (the portrait's) and optionally the spread (B, D) of a reference clip."""
@@ -97,7 +149,12 @@ class AudioToMotionNet(Pretrained):
               controls: torch.Tensor | None = None) -> torch.Tensor:
         """Guidance (B, T, C); ``controls`` (B, 2, K) values with NaN = absent (None: all absent; ignored by a
         network trained without controls)."""
-        guide = self.guider(a_self, a_other, style)
+        if self.lip_reader is not None:
+            lips = torch.cat([a_self[..., self.audio_dim:], a_other[..., self.audio_dim:]], dim=-1)
+            a_self, a_other = a_self[..., : self.audio_dim], a_other[..., : self.audio_dim]
+            guide = self.guider(a_self, a_other, style) + self.lip_proj(lips)
+        else:
+            guide = self.guider(a_self, a_other, style)
         if self.control is None:
             return guide
         if controls is None:

@@ -49,6 +49,7 @@ class RenderSettings:
     vad_threshold: float = SPEECH_THRESHOLD
     controls: Controls = field(default_factory=Controls)  # stage-2 expression controls (empty: the model's own)
     control_scale: float = CONTROL_SCALE  # guidance weight of the controls (only used with controls)
+    lip_follow: float | None = None  # how far the mouth follows the lip reader, 0..1 (None: the weights' own)
 
     def __post_init__(self) -> None:
         """Refuse settings that would render garbage: a NaN guidance scale gives black frames, not an error."""
@@ -60,6 +61,8 @@ class RenderSettings:
             _check_int("face_index", self.face_index, None, None)
         _check_float("vad_threshold", self.vad_threshold, 0.0, 1.0)
         _check_float("control_scale", self.control_scale, 0.0, MAX_CFG_SCALE)
+        if self.lip_follow is not None:
+            _check_float("lip_follow", self.lip_follow, 0.0, 1.0)
         if self.audio_out not in AUDIO_OUT:
             raise SettingsError(f"audio_out must be one of {AUDIO_OUT}, not {self.audio_out!r}")
 
@@ -179,7 +182,8 @@ class Pipeline:
                                 seed=settings.seed, paste_back=settings.paste_back,
                                 overlay=settings.overlay if overlay is None else overlay, vad=vad,
                                 vad_threshold=settings.vad_threshold, render_batch=render_batch, device=self.device,
-                                timings=timings, controls=settings.controls or None, control_scale=settings.control_scale)
+                                timings=timings, controls=settings.controls or None, control_scale=settings.control_scale,
+                                lip_follow=settings.lip_follow)
 
     def render(
         self,

@@ -26,8 +26,11 @@ class MotionStream:
 
     def __init__(self, net: AudioToMotionNet, rest: torch.Tensor, spread: torch.Tensor | None = None,
                  steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, device: str | torch.device = "cpu",
-                 controls: Controls | None = None, control_scale: float = CONTROL_SCALE) -> None:
+                 controls: Controls | None = None, control_scale: float = CONTROL_SCALE,
+                 lip_follow: float | None = None) -> None:
         self.net = net.eval().to(device)
+        # how far each generated mouth follows the lip reader (None: the weights' own ``lip_follow``)
+        self.lip_follow = net.lip_follow if lip_follow is None else float(lip_follow)
         self.device = torch.device(device)
         self.steps, self.cfg_scale = steps, cfg_scale
         self.schedule = CosineSchedule()
@@ -110,6 +113,7 @@ class MotionStream:
             model = cfg_denoiser(net.denoise, self.cfg_scale)
         x = sample_ddim(model, noise, self.schedule.timesteps(self.steps, self.device), self.schedule,
                         extra_args={"prev": self.prev, "has_prev": has_prev, "guide": guide, "style": self.style})
+        x = net.follow_lips(x, a_self, self.lip_follow)
         self.prev = torch.cat([self.prev, x], dim=1)[:, -p:]
         self.frames_done += w
         # keep only the audio history the next step needs
@@ -122,9 +126,9 @@ class MotionStream:
 def generate_motion(net: AudioToMotionNet, self_audio: np.ndarray, other_audio: np.ndarray, rest: torch.Tensor,
                     steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, spread: torch.Tensor | None = None,
                     device: str | torch.device = "cpu", controls: Controls | None = None,
-                    control_scale: float = CONTROL_SCALE) -> np.ndarray:
+                    control_scale: float = CONTROL_SCALE, lip_follow: float | None = None) -> np.ndarray:
     """Latents (T, D) for T = ceil(N / 640) frames of dyadic audio (self, other), offline."""
     n_frames = -(-len(self_audio) // SAMPLES_PER_FRAME)
-    stream = MotionStream(net, rest, spread, steps, cfg_scale, seed, device, controls, control_scale)
+    stream = MotionStream(net, rest, spread, steps, cfg_scale, seed, device, controls, control_scale, lip_follow)
     lat = np.concatenate([stream.push(self_audio, other_audio), stream.flush()])
     return lat[:n_frames]

@@ -81,13 +81,14 @@ class StreamingSession:
                  cfg_scale: float = 2.0, seed: int = 0, paste_back: bool = False, overlay: bool = False,
                  vad: np.ndarray | None = None, vad_threshold: float = SPEECH_THRESHOLD, render_batch: int | None = None,
                  device: str | torch.device = "cpu", timings: dict | None = None, controls: Controls | None = None,
-                 control_scale: float = CONTROL_SCALE) -> None:
+                 control_scale: float = CONTROL_SCALE, lip_follow: float | None = None) -> None:
         self.stage1 = stage1
         self.device = torch.device(device)
         self.portrait = portrait
         self.source = stage1.source(portrait)
         self.motion = MotionStream(stage2, self.source.motion[0], steps=steps, cfg_scale=cfg_scale, seed=seed,
-                                   device=self.device, controls=controls, control_scale=control_scale)
+                                   device=self.device, controls=controls, control_scale=control_scale,
+                                   lip_follow=lip_follow)
         self.paste_back, self.overlay = paste_back, overlay
         self.vad_threshold = vad_threshold
         self.window = self.motion.window

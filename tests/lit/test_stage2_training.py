@@ -166,3 +166,29 @@ def test_controls_are_measured_around_each_window_dropped_at_random_and_stored_w
     net = AudioToMotionNet.from_pretrained(tmp_path / "checkpoint")
     assert net.has_controls and torch.allclose(net.control_lo, torch.as_tensor(lo))
     assert net.control[-1].weight.abs().sum() > 0  # the control embedding was trained
+
+
+def test_a_run_with_the_lip_reader_fits_it_on_the_own_voice_clips_and_exports_it(tmp_path, sample_corpus, motion_dir):
+    import numpy as np
+    import torch
+
+    from infp.audio.lipreader import reader_r
+
+    overrides = ["experiment=stage2_debug", f"paths.corpus={sample_corpus}", f"data.motion_dir={motion_dir}",
+                 f"paths.output_dir={tmp_path}", "trainer.enable_progress_bar=false", "model.net.lip_reader=true"]
+    metrics = train(_cfg(overrides))
+    assert metrics["global_step"] == 4
+    net = AudioToMotionNet.from_pretrained(tmp_path / "checkpoint")
+    assert net.lip_reader is not None and net.lip_reader.is_fitted
+    assert net.can_follow_lips  # the latents' mouth axis was fitted too
+    # fitted on the training split's own-voice clips, it reads their mouths from their voices
+    cfg = _cfg(overrides)
+    dm, module = instantiate(cfg.data), instantiate(cfg.model)
+    _fill_from_model(dm, module)
+    dm.setup()
+    tracks = list(dm.train_subset("all").own_voice_tracks())
+    assert tracks and all(np.isfinite(m).any() for _, m in tracks)
+    assert reader_r(net.lip_reader, tracks) > 0.3
+    # and the guidance moves with its read-out: the projection was trained
+    assert net.lip_proj.weight.abs().sum() > 0
+    assert not torch.equal(net.lip_reader.weight, torch.zeros_like(net.lip_reader.weight))

@@ -89,3 +89,72 @@ def test_untrained_guider_already_listens_to_its_audio():
         out_a, out_b = g(*a, style), g(*b, style)
         change = (out_a - out_b).norm(dim=-1).mean()
         assert change > 0.1 * out_a.norm(dim=-1).mean(), which
+
+
+def test_the_lip_reader_adds_a_per_frame_cue_and_streams_as_offline():
+    net = _perturbed(lip_reader=True, lip_reader_past=3, lip_follow=1.0, lip_gain=2.0)
+    with torch.no_grad():
+        net.lip_reader.weight.normal_(0, 0.05)  # a reader that reads something (buffers are not perturbed)
+        net.mouth_probe.normal_()
+        net.mouth_axis.normal_()
+    assert net.audio_context == max(net.audio.context_frames, net.lip_reader.context_frames)
+    b, w, p = 1, net.window, net.context
+    audio = torch.randn(b, 640 * (p + w)) * 0.1
+    a_self, a_other = net.audio_features(audio, torch.zeros_like(audio))
+    assert a_self.shape == (b, p + w, 16 + 1)  # the encoder's features, then the read-out
+    style = net.style(torch.randn(b, 8))
+    guide = net.guide(a_self, a_other, style)
+    louder = a_self.clone()
+    louder[:, 5, -1] += 1.0  # only frame 5's read-out changes: only frame 5's guidance does
+    diff = (net.guide(louder, a_other, style) - guide).abs().sum(-1)[0]
+    assert diff[5] > 0 and torch.all(diff[torch.arange(p + w) != 5] == 0)
+
+    rng = np.random.default_rng(1)
+    own = rng.standard_normal(16000 * 2).astype(np.float32) * 0.1
+    other = rng.standard_normal(16000 * 2).astype(np.float32) * 0.1
+    neutral = torch.randn(8)
+    offline = generate_motion(net, own, other, neutral, steps=2, seed=3)
+    stream, parts, i = MotionStream(net, neutral, steps=2, seed=3), [], 0
+    while i < len(own):
+        n = int(rng.integers(50, 3000))
+        parts.append(stream.push(own[i:i + n], other[i:i + n]))
+        i += n
+    parts.append(stream.flush())
+    np.testing.assert_array_equal(np.concatenate(parts)[: len(offline)], offline)
+
+
+def test_a_fitted_lip_reader_is_saved_with_the_weights(tmp_path):
+    net = _perturbed(lip_reader=True)
+    with torch.no_grad():
+        net.lip_reader.weight.normal_()
+        net.lip_reader.fitted.fill_(True)
+    net.save_pretrained(tmp_path / "s2")
+    back = AudioToMotionNet.from_pretrained(tmp_path / "s2")
+    assert back.lip_reader is not None and back.lip_reader.is_fitted
+    torch.testing.assert_close(back.lip_reader.weight, net.lip_reader.weight)
+
+
+def test_lip_following_sets_the_mouth_probe_to_what_the_reader_hears_never_below_rest():
+    net = _perturbed(lip_reader=True, lip_gain=2.0, lip_lead=1)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        net.mouth_probe.normal_()
+        net.mouth_axis.copy_(net.mouth_probe[:-1] + 0.3 * torch.randn(8))
+    w = net.window
+    x = torch.randn(2, w, 8)
+    a_self = torch.randn(2, 10, 17)  # 16 encoder features, then the read-out
+    probe, bias = net.mouth_probe[:-1], net.mouth_probe[-1]
+    out = net.follow_lips(x, a_self, 1.0)
+    heard = a_self[:, -w:, -1]
+    lead = torch.tensor([1, 2, 3, 3])  # frame k reads frame k + 1, at most the window's last
+    target = torch.maximum(2.0 * heard[:, lead], bias)
+    torch.testing.assert_close(out @ probe + bias, target, atol=1e-4, rtol=1e-4)
+    # the change is along the mouth axis only
+    delta = (out - x).reshape(-1, 8)
+    assert torch.linalg.matrix_rank(delta, atol=1e-4) == 1
+    torch.testing.assert_close(net.follow_lips(x, a_self, 0.0), x)
+    half = net.follow_lips(x, a_self, 0.5)
+    torch.testing.assert_close(half @ probe + bias, 0.5 * (x @ probe + bias) + 0.5 * target, atol=1e-4, rtol=1e-4)
+    # without a fitted axis there is nothing to follow
+    fresh = _perturbed(lip_reader=True)
+    torch.testing.assert_close(fresh.follow_lips(x, a_self, 1.0), x)

@@ -1,0 +1,154 @@
+"""A causal lip reader: the speaker's mouth opening read linearly from the last few frames of their voice.
+
+Own-voice talking-face video is scarce (minutes), and a learned audio encoder trained on it through the
+diffusion loss overfits the training speakers. A strongly regularised linear read-out generalises
+better: a ridge regression from the log-mel of the current and the ``past`` previous 40 ms frames to the
+face's standardised mouth opening, fitted in closed form on the corpus's own-voice clips, follows the
+mouth of unseen speakers at r ≈ 0.4 (docs/RESULTS.md, "Lip sync"), about three times the loudness
+envelope. Stage 2 (``AudioToMotionNet(lip_reader=True)``) adds its read-out of both channels to the
+guidance of every frame, so the motion generator gets a direct, per-frame cue of what the lips do.
+
+The read-out is causal (frame t sees audio up to the end of frame t) and stateless, so streaming and
+offline generation give the same values. Its parameters are buffers, saved with the stage-2 weights;
+``fit_lip_reader`` sets them (``AudioToMotion.setup`` does it once, before training starts).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+import torch
+import torchaudio
+from torch import nn
+from torch.nn import functional as F
+
+from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
+
+MEL_HOP = 160  # 10 ms: four mel frames per video frame (as infp.audio.features.AudioEncoder)
+MEL_WIN = 400
+MEL_PER_FRAME = SAMPLES_PER_FRAME // MEL_HOP
+SILENCE = math.log(1e-6)  # log-mel of digital silence: the value before the audio starts
+
+
+class LipReader(nn.Module):
+    """(B, N) 16 kHz audio, N a multiple of 640 -> (B, N / 640, 1): the predicted standardised mouth opening."""
+
+    def __init__(self, past: int = 4, n_mels: int = 80) -> None:
+        super().__init__()
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=SAMPLE_RATE, n_fft=MEL_WIN, win_length=MEL_WIN, hop_length=MEL_HOP, n_mels=n_mels,
+            center=False, power=2.0)
+        self.past = past
+        self.context_frames = past + 1  # the first mel window of a frame reaches 15 ms into the frame before
+        n = (past + 1) * MEL_PER_FRAME * n_mels
+        self.register_buffer("mean", torch.zeros(n))
+        self.register_buffer("std", torch.ones(n))
+        self.register_buffer("weight", torch.zeros(1, n))
+        self.register_buffer("bias", torch.zeros(1))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    @property
+    def is_fitted(self) -> bool:
+        return bool(self.fitted)
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> (B, T, (past + 1) * 4 * n_mels): the log-mel of each frame and the ``past`` before it,
+        oldest first; frames before the audio count as silence."""
+        t = audio.shape[-1] // SAMPLES_PER_FRAME
+        x = F.pad(audio.float(), (MEL_WIN - MEL_HOP, 0))  # mel frame k ends at sample 160 (k + 1)
+        mel = torch.log(self.mel(x)[..., : t * MEL_PER_FRAME] + 1e-6)  # (B, n_mels, 4T)
+        frames = mel.transpose(1, 2).reshape(audio.shape[0], t, -1)  # (B, T, 4 n_mels)
+        frames = F.pad(frames, (0, 0, self.past, 0), value=SILENCE)
+        return torch.cat([frames[:, i: i + t] for i in range(self.past + 1)], dim=-1)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        h = (self.features(audio) - self.mean) / self.std
+        return F.linear(h, self.weight, self.bias)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 10:
+        return math.nan
+    a, b = x[ok] - x[ok].mean(), y[ok] - y[ok].mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / den if den > 1e-12 else math.nan
+
+
+@torch.no_grad()
+def fit_lip_reader(reader: LipReader, tracks: Iterable[tuple[np.ndarray, np.ndarray]], ridge: float = 1.0,
+                   min_frames: int = 50) -> dict[str, float]:
+    """Fit ``reader`` in place from (mono 16 kHz own-voice audio, (T,) standardised mouth opening with NaN
+    where unknown) pairs; ridge penalty ``ridge`` per frame of data on standardised features.
+
+    Returns {"frames", "clips", "train_r"} (train_r: mean per-clip r of the fitted read-out).
+    """
+    feats, targets = [], []
+    for audio, mouth in tracks:
+        mouth = np.asarray(mouth, dtype=np.float64)
+        t = len(mouth)
+        a = np.zeros(t * SAMPLES_PER_FRAME, dtype=np.float32)
+        a[: min(len(a), len(audio))] = np.asarray(audio, dtype=np.float32)[: len(a)]
+        x = reader.features(torch.from_numpy(a)[None].to(reader.mean.device))[0].double().cpu().numpy()
+        ok = np.isfinite(mouth)
+        if ok.sum() >= 10:
+            feats.append(x[ok])
+            targets.append(mouth[ok])
+    n = sum(len(y) for y in targets)
+    if n < min_frames:
+        raise ValueError(f"the lip reader needs at least {min_frames} frames of own-voice speech with a mouth track, got {n}")
+    x = np.concatenate(feats)
+    y = np.concatenate(targets)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    xn = (x - mean) / std
+    w = np.linalg.solve(xn.T @ xn + ridge * n * np.eye(x.shape[1]), xn.T @ (y - y.mean()))
+    reader.mean.copy_(torch.from_numpy(mean))
+    reader.std.copy_(torch.from_numpy(std))
+    reader.weight.copy_(torch.from_numpy(w)[None])
+    reader.bias.fill_(float(y.mean()))
+    reader.fitted.fill_(True)
+    rs = [_pearson(((f - mean) / std) @ w, t) for f, t in zip(feats, targets)]
+    return {"frames": float(n), "clips": float(len(targets)), "train_r": float(np.nanmean(rs))}
+
+
+@torch.no_grad()
+def reader_r(reader: LipReader, tracks: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Mean per-clip Pearson r (lag 0) of the reader's read-out against the (T,) mouth tracks; NaN without any."""
+    rs = []
+    for audio, mouth in tracks:
+        t = len(mouth)
+        a = np.zeros(t * SAMPLES_PER_FRAME, dtype=np.float32)
+        a[: min(len(a), len(audio))] = np.asarray(audio, dtype=np.float32)[: len(a)]
+        pred = reader(torch.from_numpy(a)[None].to(reader.weight.device))[0, :, 0].double().cpu().numpy()
+        rs.append(_pearson(pred, np.asarray(mouth, dtype=np.float64)))
+    rs = [r for r in rs if math.isfinite(r)]
+    return float(np.mean(rs)) if rs else math.nan
+
+
+def fit_mouth_axis(tracks: Iterable[tuple[np.ndarray, np.ndarray]], ridge: float = 1e-2
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """The mouth in a motion latent, from ((T, D) latent offsets, (T,) standardised mouth opening) pairs.
+
+    Returns ``probe`` (D + 1,): a ridge regression reading the mouth opening from a latent (weights, then
+    bias); ``axis`` (D,): the mean latent change per unit of mouth opening (regression of the latent on
+    the opening); and {"frames", "probe_r"} (probe_r: r of the probe on the data it was fitted on).
+    """
+    xs, zs = [], []
+    for x, z in tracks:
+        z = np.asarray(z, dtype=np.float64)
+        ok = np.isfinite(z)
+        if ok.any():
+            xs.append(np.asarray(x, dtype=np.float64)[: len(z)][ok[: len(x)]])
+            zs.append(z[: len(x)][ok[: len(x)]])
+    if not xs or sum(len(z) for z in zs) < 50:
+        raise ValueError("the mouth axis needs at least 50 own-voice frames with latents and a mouth track")
+    x, z = np.concatenate(xs), np.concatenate(zs)
+    xm, zm = x.mean(axis=0), z.mean()
+    xc, zc = x - xm, z - zm
+    n = len(z)
+    w = np.linalg.solve(xc.T @ xc + ridge * n * np.eye(x.shape[1]), xc.T @ zc)
+    probe = np.concatenate([w, [zm - xm @ w]])
+    axis = xc.T @ zc / float(zc @ zc)
+    return probe, axis, {"frames": float(n), "probe_r": _pearson(x @ w + probe[-1], z)}
