@@ -62,6 +62,9 @@ def evaluate(pipe: Pipeline, probe, portrait: Path, own: np.ndarray, other: np.n
     probe_open = np.mean([probe(x) for x in lat], axis=0)
     result = {"frames": {k: int(m.sum()) for k, m in masks.items()},
               "latent_probe": _summary(probe_open, probe.spread, masks)}
+    rest = float(np.asarray(probe(np.asarray(neutral, dtype=np.float32).reshape(1, -1))).reshape(-1)[0])
+    result["latent_probe"]["rest_opening"] = rest  # the portrait's own mouth, read by the same probe
+    result["latent_probe"]["listening_above_rest"] = result["latent_probe"]["opening"].get("other_only", float("nan")) - rest
     net1 = pipe.stage1.net
     if net1.keypoints is not None:
         from infp.models.keypoints import keypoint_mouth_opening

@@ -43,6 +43,8 @@ BAD_OPTIONS = [
     (["render", "--cfg-scale", "nan"], "--cfg-scale"),
     (["render", "--cfg-scale", "-5"], "--cfg-scale"),
     (["render", "--cfg-scale", "inf"], "--cfg-scale"),
+    (["render", "--lip-follow", "1.5"], "--lip-follow"),
+    (["demo", "--lip-follow", "nan"], "--lip-follow"),
     (["render", "--steps", "0"], "--steps"),
     (["render", "--steps", "-3"], "--steps"),
     (["render", "--steps", "2.5"], "--steps"),

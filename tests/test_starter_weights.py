@@ -64,3 +64,40 @@ def test_bf16_renderer_matches_fp32(samples):
     assert 10 * math.log10(255**2 / mse) > 35
     with pytest.raises(ValueError, match="precision"):
         Stage1Runner.from_pretrained(WEIGHTS / "stage1", precision="fp16")
+
+
+@pytest.mark.slow
+def test_starter_mouth_follows_held_out_speakers_better_than_their_loudness(shared_media):
+    """Four MEAD clips of speakers no weight has seen (first 4 s): the starter's generated mouth (lip
+    keypoints decoded from its latents, own first frame) follows the real mouth well above the loudness
+    floor with lip following, and better than without it."""
+    import torch
+
+    from infp.constants import SAMPLE_RATE
+    from infp.eval.lipsync import best_lag_r, loudness_envelope, video_mouth_track
+    from infp.io import iter_frames, to_mono
+    from infp.models.keypoints import keypoint_mouth_opening
+    from infp.pipelines.render import Pipeline
+    from infp.runtime.motion import generate_motion
+    from infp.runtime.portrait import load_portrait
+
+    pipe = Pipeline.from_pretrained(WEIGHTS)
+    clips = sorted((shared_media / "talking_eval").glob("filby89+spectre__samples__MEAD__*.mp4"))[:4]
+    assert len(clips) == 4
+    scores = {"follow": [], "off": [], "floor": []}
+    for clip in clips:
+        speech = to_mono(read_audio(clip))[: 4 * SAMPLE_RATE]
+        real = video_mouth_track(clip, 4.0)
+        frames = iter_frames(clip, fps=25)
+        first = np.array(next(frames))
+        frames.close()
+        rest = pipe.stage1.source(load_portrait(first, pipe.size)).motion[0]
+        for key, follow in (("follow", None), ("off", 0.0)):
+            lat = generate_motion(pipe.stage2, speech, np.zeros_like(speech), rest, seed=0, lip_follow=follow)
+            with torch.inference_mode():
+                mouth = keypoint_mouth_opening(pipe.stage1.net.decode_keypoints(torch.from_numpy(lat))).numpy()
+            scores[key].append(best_lag_r(mouth[: len(real)], real)[0])
+        scores["floor"].append(best_lag_r(loudness_envelope(speech, len(real)), real)[0])
+    mean = {k: float(np.mean(v)) for k, v in scores.items()}
+    assert mean["follow"] > mean["floor"] + 0.1, mean
+    assert mean["follow"] > mean["off"], mean

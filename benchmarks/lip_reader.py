@@ -1,0 +1,105 @@
+"""How well the causal lip reader hears the mouth: fitted on the corpus's own-voice training clips, scored on unseen speakers.
+
+    python benchmarks/lip_reader.py --corpus data/sample_corpus --max-seconds 4
+
+The reader (``infp.audio.lipreader``, as stage 2 fits it) is fitted on the training split's clips whose
+face speaks its own voice, then its read-out of the speech alone is correlated with the real mouth
+(face-mesh mouth opening) at the best lag within ±2 frames, beside the loudness floor on the same frames:
+(1) on the corpus's validation speakers (whole clips), (2) on the lip-sync benchmark's held-out clips
+(``infp.eval.lipsync.held_out_clips``, first ``--max-seconds``; needs ../shared/data). This is the
+mouth signal lip following gives stage 2, before the generator and the renderer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from infp.audio.lipreader import LipReader, fit_lip_reader
+from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
+from infp.eval.lipsync import best_lag_r, held_out_clips, loudness_envelope, video_mouth_track
+from infp.face.landmarks import mouth_opening
+from infp.io import read_audio, to_mono
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def corpus_tracks(corpus: Path, split: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(clip id, own voice, standardised mouth opening) of the split's clips whose face speaks its own voice."""
+    out = []
+    for line in (corpus / "index.jsonl").read_text().splitlines():
+        e = json.loads(line)
+        if e["split"] != split or not e.get("self_voice") or not e.get("self_speech", 0) > 0:
+            continue
+        clip = corpus / "clips" / e["id"]
+        meta = json.loads((clip / "meta.json").read_text())
+        if not meta.get("meta", {}).get("lip_sync", True) or not (clip / "landmarks.npy").is_file():
+            continue
+        audio, _ = sf.read(str(clip / "self.wav"), dtype="float32")
+        mouth = mouth_opening(np.load(clip / "landmarks.npy")).astype(np.float64)
+        if np.nanstd(mouth) > 1e-6:
+            out.append((e["id"], audio.reshape(len(audio), -1).mean(axis=1), (mouth - np.nanmean(mouth)) / np.nanstd(mouth)))
+    return out
+
+
+def score(reader: LipReader, name: str, audio: np.ndarray, mouth: np.ndarray) -> dict:
+    t = len(mouth)
+    a = np.zeros(t * SAMPLES_PER_FRAME, dtype=np.float32)
+    a[: min(len(a), len(audio))] = audio[: len(a)]
+    with torch.no_grad():
+        read = reader(torch.from_numpy(a)[None])[0, :, 0].double().numpy()
+    r, lag = best_lag_r(read, mouth)
+    floor, _ = best_lag_r(loudness_envelope(a, t), mouth)
+    return {"clip": name, "frames": int(np.isfinite(mouth).sum()), "r": r, "lag": lag, "loudness_r": floor}
+
+
+def summary(rows: list[dict]) -> dict:
+    ok = [s for s in rows if np.isfinite(s["r"])]
+    return {"clips": len(ok), "r": float(np.mean([s["r"] for s in ok])),
+            "loudness_r": float(np.nanmean([s["loudness_r"] for s in ok])),
+            "above_floor": int(sum(s["r"] > s["loudness_r"] for s in ok))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, default=REPO / "data/sample_corpus")
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="the shared data folder")
+    ap.add_argument("--max-seconds", type=float, default=4.0, help="seconds of each held-out benchmark clip")
+    ap.add_argument("--past", type=int, default=4, help="frames of past audio the reader reads")
+    ap.add_argument("--ridge", type=float, nargs="+", default=[1.0], help="ridge penalties to compare")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    train, val = corpus_tracks(args.corpus, "train"), corpus_tracks(args.corpus, "val")
+    if not train:
+        sys.exit(f"{args.corpus}: no own-voice training clips (build it with: infp sample-corpus --out {args.corpus})")
+    bench = []
+    if args.data.is_dir():
+        for clip in held_out_clips(args.data):
+            speech = to_mono(read_audio(clip))[: int(args.max_seconds * SAMPLE_RATE)]
+            bench.append((clip.name, speech, video_mouth_track(clip, args.max_seconds)))
+    report = {}
+    for ridge in args.ridge:
+        reader = LipReader(args.past)
+        stats = fit_lip_reader(reader, [(a, m) for _, a, m in train], ridge)
+        rows = {"corpus validation speakers": [score(reader, n, a, m) for n, a, m in val],
+                "held-out benchmark clips": [score(reader, n, a, m) for n, a, m in bench]}
+        report[f"ridge {ridge}"] = {"fit": stats, **{k: {"summary": summary(v), "clips": v} for k, v in rows.items() if v}}
+        print(f"ridge {ridge}: fitted on {int(stats['clips'])} clips ({int(stats['frames'])} frames), r {stats['train_r']:.3f} on them")
+        for k, v in rows.items():
+            if v:
+                s = summary(v)
+                print(f"  {k:<28} {s['clips']:>3} clips  r {s['r']:+.3f}  loudness floor {s['loudness_r']:+.3f}  "
+                      f"above the floor on {s['above_floor']} of {s['clips']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
