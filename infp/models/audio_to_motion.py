@@ -52,20 +52,22 @@ class AudioToMotionNet(Pretrained):
         lip_follow: float = 0.0,
         lip_lead: int = 1,
         lip_gain: float = 1.0,
+        lip_cue: bool = True,
     ) -> None:
         super().__init__()
         self.config = dict(motion_dim=motion_dim, audio_dim=audio_dim, audio_hidden=audio_hidden, guide_dim=guide_dim,
                            bank_size=bank_size, style_dim=style_dim, dit_dim=dit_dim, depth=depth, heads=heads,
                            window=window, context=context, audio_layers=audio_layers, lip_head=lip_head,
                            phone_head=phone_head, controls=controls, lip_reader=lip_reader,
-                           lip_reader_past=lip_reader_past, lip_follow=lip_follow, lip_lead=lip_lead, lip_gain=lip_gain)
+                           lip_reader_past=lip_reader_past, lip_follow=lip_follow, lip_lead=lip_lead, lip_gain=lip_gain,
+                           lip_cue=lip_cue)
         self.motion_dim, self.window, self.context = motion_dim, window, context
         self.audio_dim = audio_dim
         self.audio = AudioEncoder(audio_dim, hidden=audio_hidden, n_layers=audio_layers)
         # the mouth read from each channel's voice (a fitted linear read-out, infp.audio.lipreader), added to
         # every frame's guidance: a per-frame cue of what the lips do that the memory banks would blur
         self.lip_reader = LipReader(lip_reader_past) if lip_reader else None
-        self.lip_proj = nn.Linear(2, guide_dim) if lip_reader else None
+        self.lip_proj = nn.Linear(2, guide_dim) if lip_reader and lip_cue else None
         if self.lip_proj is not None:  # starts as a network without it
             nn.init.zeros_(self.lip_proj.weight)
             nn.init.zeros_(self.lip_proj.bias)
@@ -149,12 +151,9 @@ class AudioToMotionNet(Pretrained):
               controls: torch.Tensor | None = None) -> torch.Tensor:
         """Guidance (B, T, C); ``controls`` (B, 2, K) values with NaN = absent (None: all absent; ignored by a
         network trained without controls)."""
-        if self.lip_reader is not None:
-            lips = torch.cat([a_self[..., self.audio_dim:], a_other[..., self.audio_dim:]], dim=-1)
-            a_self, a_other = a_self[..., : self.audio_dim], a_other[..., : self.audio_dim]
-            guide = self.guider(a_self, a_other, style) + self.lip_proj(lips)
-        else:
-            guide = self.guider(a_self, a_other, style)
+        guide = self.guider(a_self[..., : self.audio_dim], a_other[..., : self.audio_dim], style)
+        if self.lip_proj is not None:
+            guide = guide + self.lip_proj(torch.cat([a_self[..., self.audio_dim:], a_other[..., self.audio_dim:]], dim=-1))
         if self.control is None:
             return guide
         if controls is None:

@@ -158,3 +158,14 @@ def test_lip_following_sets_the_mouth_probe_to_what_the_reader_hears_never_below
     # without a fitted axis there is nothing to follow
     fresh = _perturbed(lip_reader=True)
     torch.testing.assert_close(fresh.follow_lips(x, a_self, 1.0), x)
+
+
+def test_without_the_cue_the_reader_feeds_lip_following_only():
+    net = _perturbed(lip_reader=True, lip_cue=False)
+    assert net.lip_proj is None
+    a_self = torch.randn(1, 20, 17)
+    a_other = torch.randn(1, 20, 17)
+    style = net.style(torch.randn(1, 8))
+    other_reading = a_self.clone()
+    other_reading[..., -1] += 3.0
+    torch.testing.assert_close(net.guide(other_reading, a_other, style), net.guide(a_self, a_other, style))
