@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
+from infp.data.sync import pearson
 
 MEL_HOP = 160  # 10 ms: four mel frames per video frame (as infp.audio.features.AudioEncoder)
 MEL_WIN = 400
@@ -68,15 +69,6 @@ class LipReader(nn.Module):
         return F.linear(h, self.weight, self.bias)
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 10:
-        return math.nan
-    a, b = x[ok] - x[ok].mean(), y[ok] - y[ok].mean()
-    den = math.sqrt(float(a @ a) * float(b @ b))
-    return float(a @ b) / den if den > 1e-12 else math.nan
-
-
 @torch.no_grad()
 def fit_lip_reader(reader: LipReader, tracks: Iterable[tuple[np.ndarray, np.ndarray]], ridge: float = 1.0,
                    min_frames: int = 50) -> dict[str, float]:
@@ -109,7 +101,7 @@ def fit_lip_reader(reader: LipReader, tracks: Iterable[tuple[np.ndarray, np.ndar
     reader.weight.copy_(torch.from_numpy(w)[None])
     reader.bias.fill_(float(y.mean()))
     reader.fitted.fill_(True)
-    rs = [_pearson(((f - mean) / std) @ w, t) for f, t in zip(feats, targets)]
+    rs = [pearson(((f - mean) / std) @ w, t) for f, t in zip(feats, targets)]
     return {"frames": float(n), "clips": float(len(targets)), "train_r": float(np.nanmean(rs))}
 
 
@@ -122,7 +114,7 @@ def reader_r(reader: LipReader, tracks: Iterable[tuple[np.ndarray, np.ndarray]])
         a = np.zeros(t * SAMPLES_PER_FRAME, dtype=np.float32)
         a[: min(len(a), len(audio))] = np.asarray(audio, dtype=np.float32)[: len(a)]
         pred = reader(torch.from_numpy(a)[None].to(reader.weight.device))[0, :, 0].double().cpu().numpy()
-        rs.append(_pearson(pred, np.asarray(mouth, dtype=np.float64)))
+        rs.append(pearson(pred, np.asarray(mouth, dtype=np.float64)))
     rs = [r for r in rs if math.isfinite(r)]
     return float(np.mean(rs)) if rs else math.nan
 
@@ -151,4 +143,4 @@ def fit_mouth_axis(tracks: Iterable[tuple[np.ndarray, np.ndarray]], ridge: float
     w = np.linalg.solve(xc.T @ xc + ridge * n * np.eye(x.shape[1]), xc.T @ zc)
     probe = np.concatenate([w, [zm - xm @ w]])
     axis = xc.T @ zc / float(zc @ zc)
-    return probe, axis, {"frames": float(n), "probe_r": _pearson(x @ w + probe[-1], z)}
+    return probe, axis, {"frames": float(n), "probe_r": pearson(x @ w + probe[-1], z)}

@@ -67,7 +67,8 @@ def context_stack(feats: np.ndarray, past: int = PAST, ahead: int = AHEAD) -> np
     return np.concatenate([padded[i: i + t] for i in range(past + ahead + 1)], axis=1)
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r over the frames where both are finite; NaN with fewer than 10 or a flat track."""
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 10:
         return math.nan
@@ -83,7 +84,7 @@ def lag_curve(pred: np.ndarray, mouth: np.ndarray, max_lag: int = MAX_LAG) -> np
     out = []
     for lag in range(-max_lag, max_lag + 1):
         x, y = (pred[lag:], mouth[: n - lag]) if lag >= 0 else (pred[: n + lag], mouth[-lag:])
-        out.append(_pearson(x, y))
+        out.append(pearson(x, y))
     return np.asarray(out)
 
 

@@ -17,6 +17,17 @@ def _perturbed(**kw) -> AudioToMotionNet:
     return net
 
 
+def _streamed_in_random_chunks(stream: MotionStream, own: np.ndarray, other: np.ndarray, rng) -> np.ndarray:
+    """The latents of ``own`` / ``other`` pushed in chunks of random sizes, then flushed."""
+    parts, i = [], 0
+    while i < len(own):
+        n = int(rng.integers(50, 3000))
+        parts.append(stream.push(own[i:i + n], other[i:i + n]))
+        i += n
+    parts.append(stream.flush())
+    return np.concatenate(parts)
+
+
 def test_guider_banks_and_shapes():
     g = MotionGuider(audio_dim=16, dim=32, bank_size=12, style_dim=8)
     assert g.verbal.shape == (12, 32) and g.nonverbal.shape == (12, 32)
@@ -50,13 +61,8 @@ def test_streaming_equals_offline_for_the_same_seed():
     neutral = torch.randn(8)
     offline = generate_motion(net, own, other, neutral, steps=3, seed=7)
     assert offline.shape == (50, 8)
-    stream, parts, i = MotionStream(net, neutral, steps=3, seed=7), [], 0
-    while i < len(own):
-        n = int(rng.integers(50, 3000))
-        parts.append(stream.push(own[i:i + n], other[i:i + n]))
-        i += n
-    parts.append(stream.flush())
-    streamed = np.concatenate(parts)[:50]
+    stream = MotionStream(net, neutral, steps=3, seed=7)
+    streamed = _streamed_in_random_chunks(stream, own, other, rng)[:50]
     np.testing.assert_array_equal(streamed, offline)
     assert not np.allclose(generate_motion(net, own, other, neutral, steps=3, seed=8), offline)
     stream.reset()
@@ -114,13 +120,8 @@ def test_the_lip_reader_adds_a_per_frame_cue_and_streams_as_offline():
     other = rng.standard_normal(16000 * 2).astype(np.float32) * 0.1
     neutral = torch.randn(8)
     offline = generate_motion(net, own, other, neutral, steps=2, seed=3)
-    stream, parts, i = MotionStream(net, neutral, steps=2, seed=3), [], 0
-    while i < len(own):
-        n = int(rng.integers(50, 3000))
-        parts.append(stream.push(own[i:i + n], other[i:i + n]))
-        i += n
-    parts.append(stream.flush())
-    np.testing.assert_array_equal(np.concatenate(parts)[: len(offline)], offline)
+    streamed = _streamed_in_random_chunks(MotionStream(net, neutral, steps=2, seed=3), own, other, rng)
+    np.testing.assert_array_equal(streamed[: len(offline)], offline)
 
 
 def test_a_fitted_lip_reader_is_saved_with_the_weights(tmp_path):
