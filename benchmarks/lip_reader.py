@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--ridge", type=float, nargs="+", default=[1.0], help="ridge penalties to compare")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if not (args.corpus / "index.jsonl").is_file():
+        sys.exit(f"{args.corpus}: not a prepared corpus (no index.jsonl); build it with: infp sample-corpus --out {args.corpus}")
     train, val = corpus_tracks(args.corpus, "train"), corpus_tracks(args.corpus, "val")
     if not train:
         sys.exit(f"{args.corpus}: no own-voice training clips (build it with: infp sample-corpus --out {args.corpus})")
