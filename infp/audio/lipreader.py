@@ -25,7 +25,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
-from infp.data.sync import pearson
 
 MEL_HOP = 160  # 10 ms: four mel frames per video frame (as infp.audio.features.AudioEncoder)
 MEL_WIN = 400
@@ -67,6 +66,16 @@ class LipReader(nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         h = (self.features(audio) - self.mean) / self.std
         return F.linear(h, self.weight, self.bias)
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r over the frames where both are finite; NaN with fewer than 10 or a flat track."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 10:
+        return math.nan
+    a, b = x[ok] - x[ok].mean(), y[ok] - y[ok].mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / den if den > 1e-12 else math.nan
 
 
 @torch.no_grad()

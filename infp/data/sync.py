@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from infp.audio.lipreader import pearson
 from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 MEL_HOP = 160
@@ -65,16 +66,6 @@ def context_stack(feats: np.ndarray, past: int = PAST, ahead: int = AHEAD) -> np
     t = len(feats)
     padded = np.pad(feats, ((past, ahead), (0, 0)), mode="edge")
     return np.concatenate([padded[i: i + t] for i in range(past + ahead + 1)], axis=1)
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson r over the frames where both are finite; NaN with fewer than 10 or a flat track."""
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 10:
-        return math.nan
-    a, b = x[ok] - x[ok].mean(), y[ok] - y[ok].mean()
-    den = math.sqrt(float(a @ a) * float(b @ b))
-    return float(a @ b) / den if den > 1e-12 else math.nan
 
 
 def lag_curve(pred: np.ndarray, mouth: np.ndarray, max_lag: int = MAX_LAG) -> np.ndarray:
