@@ -54,12 +54,16 @@ class AudioEncoder(nn.Module):
     def frame_count(self, n_samples: int) -> int:
         return n_samples // SAMPLES_PER_FRAME
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """audio: (B, N) float at 16 kHz, N a multiple of 640 -> (B, N / 640, C)."""
+    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> (B, n_mels, N / 160) causal log-mel: frame k ends at sample 160 (k + 1)."""
         # Left-pad so that mel frame k covers samples [160 k - 240, 160 k + 160): the four mel frames of
         # video frame t end exactly at its last sample.
-        x = F.pad(audio, (MEL_WIN - MEL_HOP, 0))
-        mel = torch.log(self.mel(x) + 1e-6)  # (B, n_mels, 4T)
+        return torch.log(self.mel(F.pad(audio, (MEL_WIN - MEL_HOP, 0))) + 1e-6)
+
+    def forward(self, audio: torch.Tensor, log_mel: torch.Tensor | None = None) -> torch.Tensor:
+        """audio: (B, N) float at 16 kHz, N a multiple of 640 -> (B, N / 640, C); ``log_mel``: its ``log_mel``
+        when already computed."""
+        mel = self.log_mel(audio) if log_mel is None else log_mel  # (B, n_mels, 4T)
         mel = (mel + 5.0) / 4.0  # roughly zero-mean, unit-range
         h = F.gelu(self.inp(mel))
         h = F.gelu(self.down(h))[..., : audio.shape[-1] // SAMPLES_PER_FRAME]  # (B, hidden, T)

@@ -53,18 +53,20 @@ class LipReader(nn.Module):
     def is_fitted(self) -> bool:
         return bool(self.fitted)
 
-    def features(self, audio: torch.Tensor) -> torch.Tensor:
+    def features(self, audio: torch.Tensor, log_mel: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N) -> (B, T, (past + 1) * 4 * n_mels): the log-mel of each frame and the ``past`` before it,
-        oldest first; frames before the audio count as silence."""
+        oldest first; frames before the audio count as silence. ``log_mel``: the same causal log-mel
+        already computed (``AudioEncoder.log_mel``, the same transform)."""
         t = audio.shape[-1] // SAMPLES_PER_FRAME
-        x = F.pad(audio.float(), (MEL_WIN - MEL_HOP, 0))  # mel frame k ends at sample 160 (k + 1)
-        mel = torch.log(self.mel(x)[..., : t * MEL_PER_FRAME] + 1e-6)  # (B, n_mels, 4T)
+        if log_mel is None:
+            log_mel = torch.log(self.mel(F.pad(audio.float(), (MEL_WIN - MEL_HOP, 0))) + 1e-6)  # frame k ends at 160 (k + 1)
+        mel = log_mel[..., : t * MEL_PER_FRAME]  # (B, n_mels, 4T)
         frames = mel.transpose(1, 2).reshape(audio.shape[0], t, -1)  # (B, T, 4 n_mels)
         frames = F.pad(frames, (0, 0, self.past, 0), value=SILENCE)
         return torch.cat([frames[:, i: i + t] for i in range(self.past + 1)], dim=-1)
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        h = (self.features(audio) - self.mean) / self.std
+    def forward(self, audio: torch.Tensor, log_mel: torch.Tensor | None = None) -> torch.Tensor:
+        h = (self.features(audio, log_mel) - self.mean) / self.std
         return F.linear(h, self.weight, self.bias)
 
 

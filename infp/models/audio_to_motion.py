@@ -112,9 +112,12 @@ class AudioToMotionNet(Pretrained):
         """(B, N) each -> (B, N/640, A) each, through one shared encoder (with the lip reader: A + 1, its
         read-out last)."""
         audio = torch.cat([self_audio, other_audio], dim=0)
-        feats = self.audio(audio)
-        if self.lip_reader is not None:
-            feats = torch.cat([feats, self.lip_reader(audio).to(feats.dtype)], dim=-1)
+        if self.lip_reader is None:
+            feats = self.audio(audio)
+        else:  # one log-mel for both: the reader's front end is the encoder's
+            mel = self.audio.log_mel(audio)
+            feats = self.audio(audio, mel)
+            feats = torch.cat([feats, self.lip_reader(audio, mel).to(feats.dtype)], dim=-1)
         return feats.chunk(2, dim=0)
 
     @property

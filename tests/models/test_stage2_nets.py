@@ -108,6 +108,8 @@ def test_the_lip_reader_adds_a_per_frame_cue_and_streams_as_offline():
     audio = torch.randn(b, 640 * (p + w)) * 0.1
     a_self, a_other = net.audio_features(audio, torch.zeros_like(audio))
     assert a_self.shape == (b, p + w, 16 + 1)  # the encoder's features, then the read-out
+    # the network shares the encoder's log-mel with the reader: the same read-out as the reader alone
+    torch.testing.assert_close(a_self[..., -1:], net.lip_reader(audio))
     style = net.style(torch.randn(b, 8))
     guide = net.guide(a_self, a_other, style)
     louder = a_self.clone()
