@@ -48,12 +48,14 @@ def corpus_tracks(corpus: Path, split: str) -> list[tuple[str, np.ndarray, np.nd
     return out
 
 
-def score(reader: LipReader, name: str, audio: np.ndarray, mouth: np.ndarray) -> dict:
+def score(reader: LipReader, name: str, audio: np.ndarray, mouth: np.ndarray, lead: int = 0) -> dict:
+    """The read-out of frame t + ``lead`` as frame t's mouth (as lip following uses it)."""
     t = len(mouth)
-    a = np.zeros(t * SAMPLES_PER_FRAME, dtype=np.float32)
+    a = np.zeros((t + lead) * SAMPLES_PER_FRAME, dtype=np.float32)
     a[: min(len(a), len(audio))] = audio[: len(a)]
     with torch.no_grad():
-        read = reader(torch.from_numpy(a)[None])[0, :, 0].double().numpy()
+        read = reader(torch.from_numpy(a)[None])[0, lead:, 0].double().numpy()
+    a = a[: t * SAMPLES_PER_FRAME]
     r, lag = best_lag_r(read, mouth)
     floor, _ = best_lag_r(loudness_envelope(a, t), mouth)
     return {"clip": name, "frames": int(np.isfinite(mouth).sum()), "r": r, "lag": lag, "loudness_r": floor}
@@ -72,6 +74,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="the shared data folder")
     ap.add_argument("--max-seconds", type=float, default=4.0, help="seconds of each held-out benchmark clip")
     ap.add_argument("--past", type=int, default=4, help="frames of past audio the reader reads")
+    ap.add_argument("--ahead", type=int, default=2, help="frames of future audio the reader reads")
+    ap.add_argument("--lead", type=int, default=1, help="frame t shows the read-out of frame t + LEAD")
+    ap.add_argument("--no-formants", dest="formants", action="store_false", help="the log-mel only")
     ap.add_argument("--ridge", type=float, nargs="+", default=[1.0], help="ridge penalties to compare")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -87,10 +92,10 @@ def main() -> None:
             bench.append((clip.name, speech, video_mouth_track(clip, args.max_seconds)))
     report = {}
     for ridge in args.ridge:
-        reader = LipReader(args.past)
+        reader = LipReader(args.past, ahead=args.ahead, formants=args.formants)
         stats = fit_lip_reader(reader, [(a, m) for _, a, m in train], ridge)
-        rows = {"corpus validation speakers": [score(reader, n, a, m) for n, a, m in val],
-                "held-out benchmark clips": [score(reader, n, a, m) for n, a, m in bench]}
+        rows = {"corpus validation speakers": [score(reader, n, a, m, args.lead) for n, a, m in val],
+                "held-out benchmark clips": [score(reader, n, a, m, args.lead) for n, a, m in bench]}
         report[f"ridge {ridge}"] = {"fit": stats, **{k: {"summary": summary(v), "clips": v} for k, v in rows.items() if v}}
         print(f"ridge {ridge}: fitted on {int(stats['clips'])} clips ({int(stats['frames'])} frames), r {stats['train_r']:.3f} on them")
         for k, v in rows.items():

@@ -32,17 +32,72 @@ MEL_PER_FRAME = SAMPLES_PER_FRAME // MEL_HOP
 SILENCE = math.log(1e-6)  # log-mel of digital silence: the value before the audio starts
 
 
-class LipReader(nn.Module):
-    """(B, N) 16 kHz audio, N a multiple of 640 -> (B, N / 640, 1): the predicted standardised mouth opening."""
+FORMANT_ORDER = 12  # LPC order of the formant tracker (16 kHz)
+FORMANT_DEFAULT = (0.3, 1.5, 2.5)  # kHz, for formants not found (and silence)
+FORMANT_FEATURES = 4  # F1, F2, F3 (kHz) and the number of formant-like resonances below 8 kHz
+PRE_EMPHASIS = 0.97
 
-    def __init__(self, past: int = 4, n_mels: int = 80) -> None:
+
+def formant_tracks(audio: torch.Tensor) -> torch.Tensor:
+    """(B, N) 16 kHz audio, N a multiple of 160 -> (B, N / 160, 4): per 10 ms step (the log-mel's 25 ms
+    windows, frame k ending at 160 (k + 1)), the three lowest formants in kHz and the number of resonances.
+
+    Formants are the roots of a 12th-order LPC polynomial of the pre-emphasised, Hamming-windowed frame
+    with a frequency above 150 Hz and a bandwidth below 500 Hz; F1 rises as the jaw opens, which a linear
+    read-out of the log-mel cannot see by itself. Each step depends only on its own 400 samples.
+    """
+    b, n = audio.shape
+    x = F.pad(audio.double(), (MEL_WIN - MEL_HOP, 0))
+    fr = x.unfold(-1, MEL_WIN, MEL_HOP)  # (B, S, 400)
+    fr = (fr[..., 1:] - PRE_EMPHASIS * fr[..., :-1]) * torch.hamming_window(MEL_WIN - 1, periodic=False,
+                                                                              dtype=fr.dtype, device=fr.device)
+    length = fr.shape[-1]
+    r = torch.stack([(fr[..., : length - k] * fr[..., k:]).sum(-1) for k in range(FORMANT_ORDER + 1)], dim=-1)
+    silent = r[..., 0] < 1e-8
+    r = torch.where(silent[..., None], torch.eye(1, FORMANT_ORDER + 1, dtype=r.dtype, device=r.device)[0], r)
+    r[..., 0] = r[..., 0] * 1.0001  # a little white noise: a stable, well-conditioned fit
+    # Levinson-Durbin, batched: a = [1, a1 .. ap], prediction error e
+    a = torch.zeros(*r.shape[:-1], FORMANT_ORDER + 1, dtype=r.dtype, device=r.device)
+    a[..., 0] = 1.0
+    e = r[..., 0].clone()
+    for i in range(1, FORMANT_ORDER + 1):
+        acc = (a[..., :i] * r[..., 1: i + 1].flip(-1)).sum(-1)
+        k = -acc / e
+        a_prev = a.clone()
+        a[..., 1: i] = a_prev[..., 1: i] + k[..., None] * a_prev[..., 1: i].flip(-1)
+        a[..., i] = k
+        e = e * (1.0 - k * k)
+    # roots of z^p + a1 z^(p-1) + ... + ap: eigenvalues of the companion matrix
+    comp = torch.zeros(*a.shape[:-1], FORMANT_ORDER, FORMANT_ORDER, dtype=a.dtype, device=a.device)
+    comp[..., 0, :] = -a[..., 1:]
+    comp[..., 1:, :-1] = torch.eye(FORMANT_ORDER - 1, dtype=a.dtype, device=a.device)
+    roots = torch.linalg.eigvals(comp)
+    freq = torch.angle(roots) * SAMPLE_RATE / (2 * math.pi)
+    bw = -torch.log(roots.abs().clamp_min(1e-12)) * SAMPLE_RATE / math.pi
+    valid = (roots.imag > 0) & (freq > 150.0) & (bw < 500.0) & ~silent[..., None]
+    khz = torch.where(valid, freq / 1000.0, torch.full_like(freq, math.inf)).sort(dim=-1).values[..., :3]
+    default = torch.tensor(FORMANT_DEFAULT, dtype=khz.dtype, device=khz.device)
+    khz = torch.where(torch.isfinite(khz), khz, default)
+    out = torch.cat([khz, valid.sum(-1, keepdim=True).to(khz.dtype)], dim=-1)
+    return out[:, : n // MEL_HOP].float()
+
+
+class LipReader(nn.Module):
+    """(B, N) 16 kHz audio, N a multiple of 640 -> (B, N / 640, 1): the predicted standardised mouth opening.
+
+    Frame t reads the log-mel (and, with ``formants``, the formant tracks) of frames t - ``past`` ..
+    t + ``ahead``; ``ahead`` = 0 is causal. Frames beyond the audio read as silence.
+    """
+
+    def __init__(self, past: int = 4, n_mels: int = 80, ahead: int = 0, formants: bool = False) -> None:
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE, n_fft=MEL_WIN, win_length=MEL_WIN, hop_length=MEL_HOP, n_mels=n_mels,
             center=False, power=2.0)
-        self.past = past
+        self.past, self.ahead, self.formants = past, ahead, formants
         self.context_frames = past + 1  # the first mel window of a frame reaches 15 ms into the frame before
-        n = (past + 1) * MEL_PER_FRAME * n_mels
+        per_frame = MEL_PER_FRAME * (n_mels + (FORMANT_FEATURES if formants else 0))
+        n = (past + 1 + ahead) * per_frame
         self.register_buffer("mean", torch.zeros(n))
         self.register_buffer("std", torch.ones(n))
         self.register_buffer("weight", torch.zeros(1, n))
@@ -54,16 +109,26 @@ class LipReader(nn.Module):
         return bool(self.fitted)
 
     def features(self, audio: torch.Tensor, log_mel: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, N) -> (B, T, (past + 1) * 4 * n_mels): the log-mel of each frame and the ``past`` before it,
-        oldest first; frames before the audio count as silence. ``log_mel``: the same causal log-mel
-        already computed (``AudioEncoder.log_mel``, the same transform)."""
-        t = audio.shape[-1] // SAMPLES_PER_FRAME
+        """(B, N) -> (B, T, (past + 1 + ahead) * 4 * (n_mels [+ 4])): the log-mel of frames t - past .. t +
+        ahead, oldest first (then, with ``formants``, their formant tracks); frames outside the audio count as
+        silence. ``log_mel``: the same causal log-mel already computed (``AudioEncoder.log_mel``)."""
+        b, t = audio.shape[0], audio.shape[-1] // SAMPLES_PER_FRAME
         if log_mel is None:
             log_mel = torch.log(self.mel(F.pad(audio.float(), (MEL_WIN - MEL_HOP, 0))) + 1e-6)  # frame k ends at 160 (k + 1)
         mel = log_mel[..., : t * MEL_PER_FRAME]  # (B, n_mels, 4T)
-        frames = mel.transpose(1, 2).reshape(audio.shape[0], t, -1)  # (B, T, 4 n_mels)
-        frames = F.pad(frames, (0, 0, self.past, 0), value=SILENCE)
-        return torch.cat([frames[:, i: i + t] for i in range(self.past + 1)], dim=-1)
+        frames = mel.transpose(1, 2).reshape(b, t, -1)  # (B, T, 4 n_mels)
+        parts = [self._stack(frames, SILENCE)]
+        if self.formants:
+            tracks = formant_tracks(audio[..., : t * SAMPLES_PER_FRAME].float()).reshape(b, t, -1)
+            silence = torch.tensor([*FORMANT_DEFAULT, 0.0], dtype=tracks.dtype, device=tracks.device).repeat(MEL_PER_FRAME)
+            parts.append(self._stack(tracks, silence))
+        return torch.cat(parts, dim=-1)
+
+    def _stack(self, frames: torch.Tensor, fill) -> torch.Tensor:
+        b, t, d = frames.shape
+        pad = torch.as_tensor(fill, dtype=frames.dtype, device=frames.device).expand(b, 1, d)
+        x = torch.cat([pad.expand(b, self.past, d), frames, pad.expand(b, self.ahead, d)], dim=1)
+        return torch.cat([x[:, i: i + t] for i in range(self.past + 1 + self.ahead)], dim=-1)
 
     def forward(self, audio: torch.Tensor, log_mel: torch.Tensor | None = None) -> torch.Tensor:
         h = (self.features(audio, log_mel) - self.mean) / self.std

@@ -49,6 +49,8 @@ class AudioToMotionNet(Pretrained):
         controls: bool = False,
         lip_reader: bool = False,
         lip_reader_past: int = 4,
+        lip_reader_ahead: int = 0,
+        lip_reader_formants: bool = False,
         lip_follow: float = 0.0,
         lip_lead: int = 1,
         lip_gain: float = 1.0,
@@ -59,21 +61,27 @@ class AudioToMotionNet(Pretrained):
                            bank_size=bank_size, style_dim=style_dim, dit_dim=dit_dim, depth=depth, heads=heads,
                            window=window, context=context, audio_layers=audio_layers, lip_head=lip_head,
                            phone_head=phone_head, controls=controls, lip_reader=lip_reader,
-                           lip_reader_past=lip_reader_past, lip_follow=lip_follow, lip_lead=lip_lead, lip_gain=lip_gain,
+                           lip_reader_past=lip_reader_past, lip_reader_ahead=lip_reader_ahead,
+                           lip_reader_formants=lip_reader_formants, lip_follow=lip_follow, lip_lead=lip_lead, lip_gain=lip_gain,
                            lip_cue=lip_cue)
         self.motion_dim, self.window, self.context = motion_dim, window, context
         self.audio_dim = audio_dim
         self.audio = AudioEncoder(audio_dim, hidden=audio_hidden, n_layers=audio_layers)
         # the mouth read from each channel's voice (a fitted linear read-out, infp.audio.lipreader), added to
         # every frame's guidance: a per-frame cue of what the lips do that the memory banks would blur
-        self.lip_reader = LipReader(lip_reader_past) if lip_reader else None
+        if lip_reader and lip_cue and lip_reader_ahead > 0:
+            raise ValueError("the lip reader as a guidance cue (lip_cue) must be causal: set lip_reader_ahead=0 or "
+                             "lip_cue=false")
+        self.lip_reader = LipReader(lip_reader_past, ahead=lip_reader_ahead, formants=lip_reader_formants) if lip_reader else None
         self.lip_proj = nn.Linear(2, guide_dim) if lip_reader and lip_cue else None
         if self.lip_proj is not None:  # starts as a network without it
             nn.init.zeros_(self.lip_proj.weight)
             nn.init.zeros_(self.lip_proj.bias)
-        # lip following (with the lip reader): after sampling, each generated frame is moved along the
-        # latent's mouth axis until a linear mouth probe reads what the lip reader hears, ``lip_follow`` of
-        # the way (0: off); both are fitted on the training latents (``fit_mouth_axis``)
+        # lip following (with the lip reader): each generated frame is moved along the latent's mouth axis
+        # until a linear mouth probe reads what the lip reader hears, ``lip_follow`` of the way (0: off);
+        # both are fitted on the training latents (``fit_mouth_axis``). Frame t takes the reading of frame
+        # t + ``lip_lead``, so it waits for the audio up to t + lip_lead + the reader's ``ahead``
+        # (``follow_delay``: the stream holds it back that long)
         self.lip_follow, self.lip_lead, self.lip_gain = float(lip_follow), int(lip_lead), float(lip_gain)
         if lip_reader:
             self.register_buffer("mouth_probe", torch.zeros(motion_dim + 1))  # weights, then the bias
@@ -109,10 +117,10 @@ class AudioToMotionNet(Pretrained):
         return max(self.audio.context_frames, self.lip_reader.context_frames)
 
     def audio_features(self, self_audio: torch.Tensor, other_audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, N) each -> (B, N/640, A) each, through one shared encoder (with the lip reader: A + 1, its
-        read-out last)."""
+        """(B, N) each -> (B, N/640, A) each, through one shared encoder (with the lip reader as a cue,
+        ``lip_cue``: A + 1, its read-out last)."""
         audio = torch.cat([self_audio, other_audio], dim=0)
-        if self.lip_reader is None:
+        if self.lip_proj is None:
             feats = self.audio(audio)
         else:  # one log-mel for both: the reader's front end is the encoder's
             mel = self.audio.log_mel(audio)
@@ -125,20 +133,21 @@ class AudioToMotionNet(Pretrained):
         """A lip reader and a fitted mouth axis: ``follow_lips`` has something to do."""
         return self.lip_reader is not None and bool(self.mouth_axis.abs().sum() > 0)
 
-    def follow_lips(self, x: torch.Tensor, a_self: torch.Tensor, strength: float) -> torch.Tensor:
-        """Move a generated window of offsets ``x`` (B, W, D) along the mouth axis so that the mouth probe
-        reads ``lip_gain`` times the lip reader's value of ``self`` (the last channel of ``a_self`` (B, >= W,
-        A + 1), whose last W frames are the window's), ``strength`` of the way; never more closed than the
-        rest latent (offset 0), whose mouth is closed. Frame k of the window takes the reading of
-        frame k + ``lip_lead`` (the voice follows the lips by about that much), at most the window's last:
-        nothing beyond the window's audio is used, so streaming equals offline."""
+    def follow_delay(self, strength: float) -> int:
+        """Frames of audio beyond frame t that following the lips with ``strength`` needs for frame t."""
+        if strength <= 0 or not self.can_follow_lips:
+            return 0
+        return self.lip_lead + self.lip_reader.ahead
+
+    def follow_lips(self, x: torch.Tensor, heard: torch.Tensor, strength: float) -> torch.Tensor:
+        """Move generated offsets ``x`` (B, T, D) along the mouth axis so that the mouth probe reads
+        ``lip_gain`` times ``heard`` (B, T), the lip reader's value for each frame (of frame t + ``lip_lead``:
+        the lips move ahead of the voice), ``strength`` of the way; never more closed than the rest latent
+        (offset 0), whose mouth is closed."""
         if strength <= 0 or not self.can_follow_lips:
             return x
-        w = x.shape[1]
-        heard = a_self[:, -w:, self.audio_dim].to(x.dtype)
-        lead = (torch.arange(w, device=x.device) + self.lip_lead).clamp(max=w - 1)
         probe, bias = self.mouth_probe[:-1].to(x.dtype), self.mouth_probe[-1].to(x.dtype)
-        target = torch.maximum(self.lip_gain * heard[:, lead], bias)
+        target = torch.maximum(self.lip_gain * heard.to(x.dtype), bias)
         axis = self.mouth_axis.to(x.dtype)
         now = x @ probe + bias
         step = strength * (target - now) / (axis @ probe)

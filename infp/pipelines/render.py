@@ -166,14 +166,12 @@ class Pipeline:
                                overlay=settings.overlay and vad is not None, timings=timings)
         hop = session.hop
         for start in range(0, n_frames * SAMPLES_PER_FRAME, hop):
-            a, b = own[start:start + hop], other[start:start + hop]
-            if len(a) < hop:
-                a, b = np.pad(a, (0, hop - len(a))), np.pad(b, (0, hop - len(b)))
-            session.feed(a, b)
-            for frame in session.step():
-                if frame.index >= n_frames:
-                    return
-                yield frame.image
+            session.feed(own[start:start + hop], other[start:start + hop])
+            while session.ready_hops:
+                for frame in session.step():
+                    yield frame.image
+        for frame in session.flush():  # the last hop, padded with silence, and the frames still waiting
+            yield frame.image
 
     def session(self, portrait: Portrait, settings: RenderSettings, vad: np.ndarray | None = None,
                 overlay: bool | None = None, render_batch: int | None = None, timings: dict | None = None) -> StreamingSession:

@@ -4,6 +4,11 @@
 time a full hop (``window`` frames) of audio has arrived, it generates that hop's latents conditioned
 on the previous ``context`` frames. ``generate_motion`` runs the same stream over whole files, so a
 file fed chunk by chunk gives exactly the offline result for the same seed.
+
+With lip following (``AudioToMotionNet.follow_lips``), frame t leaves the stream once the audio up to
+frame t + ``delay`` has arrived (the lip reader's reading of what comes just after it); the windows are
+generated as before, and the frames of a window leave one by one as the audio arrives. The look-ahead
+of every frame stays within the window's: at most (window - 1) frames.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ the rendered head motion and smile by about half of what 4 does (docs/RESULTS.md
 
 
 class MotionStream:
-    """Streaming stage-2 generator; algorithmic look-ahead = (window - 1) frames."""
+    """Streaming stage-2 generator; algorithmic look-ahead = max(window - 1, ``delay``) frames."""
 
     def __init__(self, net: AudioToMotionNet, rest: torch.Tensor, spread: torch.Tensor | None = None,
                  steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, device: str | torch.device = "cpu",
@@ -60,8 +65,18 @@ class MotionStream:
         return self.net.window
 
     @property
+    def delay(self) -> int:
+        """Frames of audio after frame t that frame t waits for (lip following; 0 without)."""
+        return self.net.follow_delay(self.lip_follow)
+
+    @property
     def lookahead_ms(self) -> float:
-        return (self.net.window - 1) * 1000 / FPS
+        return max(self.net.window - 1, self.delay) * 1000 / FPS
+
+    @property
+    def waiting(self) -> int:
+        """Frames generated but held back until their lip reading's audio arrives."""
+        return self.frames_done - self.frames_emitted
 
     def reset(self) -> None:
         """Start a new conversation: no audio, no previous motion, the noise sequence from the seed."""
@@ -70,6 +85,9 @@ class MotionStream:
         self.ready = 0  # samples of audio received beyond the history, not yet turned into frames
         self.prev = torch.zeros(1, self.net.context, self.net.motion_dim, device=self.device)
         self.frames_done = 0
+        self.frames_emitted = 0
+        self.received = 0  # samples per channel pushed so far: self.audio ends there
+        self.pending = torch.zeros(1, 0, self.net.motion_dim, device=self.device)  # generated, not yet emitted (offsets)
         self.generator = torch.Generator().manual_seed(self.seed)
 
     def push(self, self_audio: np.ndarray, other_audio: np.ndarray) -> np.ndarray:
@@ -78,24 +96,57 @@ class MotionStream:
             raise ValueError("self and other chunks must have the same length")
         self.audio = np.concatenate([self.audio, np.stack([self_audio, other_audio]).astype(np.float32)], axis=1)
         self.ready += len(self_audio)
+        self.received += len(self_audio)
         hop = self.net.window * SAMPLES_PER_FRAME
         out = []
         while self.ready >= hop:
-            out.append(self._step())
+            self._step()
             self.ready -= hop
-        if not out:
-            return np.zeros((0, self.net.motion_dim), dtype=np.float32)
+            out.append(self._emit())
+        out.append(self._emit())
         return np.concatenate(out)
 
     def flush(self) -> np.ndarray:
-        """Pad the pending audio with silence to a full hop and generate it (end of a file)."""
-        if self.ready == 0:
-            return np.zeros((0, self.net.motion_dim), dtype=np.float32)
-        pad = self.net.window * SAMPLES_PER_FRAME - self.ready
-        return self.push(np.zeros(pad, np.float32), np.zeros(pad, np.float32))
+        """End of a file: pad the pending audio with silence to a full hop, generate it, and let every
+        frame out (those still waiting for audio read silence after the end)."""
+        out = []
+        if self.ready:
+            pad = self.net.window * SAMPLES_PER_FRAME - self.ready
+            out.append(self.push(np.zeros(pad, np.float32), np.zeros(pad, np.float32)))
+        out.append(self._emit(final=True))
+        return np.concatenate(out)
 
     @torch.no_grad()
-    def _step(self) -> np.ndarray:
+    def _emit(self, final: bool = False) -> np.ndarray:
+        """The latents (k, D) of the generated frames whose lip reading can be made now (``final``: all)."""
+        net, delay = self.net, self.delay
+        last = self.frames_done if final else min(self.frames_done, self.received // SAMPLES_PER_FRAME - delay)
+        k = last - self.frames_emitted
+        if k <= 0:
+            return np.zeros((0, net.motion_dim), dtype=np.float32)
+        x, self.pending = self.pending[:, :k], self.pending[:, k:]
+        if delay:
+            x = net.follow_lips(x, self._heard(self.frames_emitted, k), self.lip_follow)
+        self.frames_emitted += k
+        latents = self.rest + x[0] * net.motion_scale
+        return latents.cpu().numpy().astype(np.float32)
+
+    def _heard(self, first: int, k: int) -> torch.Tensor:
+        """(1, k): the lip reader's value for frames first .. first + k - 1, i.e. its read-out of the frames
+        ``lip_lead`` later, from the own channel's audio (silence beyond what has arrived)."""
+        reader, lead = self.net.lip_reader, self.net.lip_lead
+        c = reader.context_frames
+        a0, a1 = (first + lead - c) * SAMPLES_PER_FRAME, (first + k + lead + reader.ahead) * SAMPLES_PER_FRAME
+        start = self.received - self.audio.shape[1]  # sample index of self.audio[:, 0] (negative: the initial silence)
+        if a0 < start:
+            raise RuntimeError("the motion stream's audio history no longer reaches back to the frames it holds")
+        chunk = self.audio[0, a0 - start: a1 - start]
+        chunk = np.pad(chunk, (0, a1 - a0 - len(chunk)))
+        read = reader(torch.from_numpy(chunk)[None].to(self.device))
+        return read[:, c: c + k, 0]
+
+    @torch.no_grad()
+    def _step(self) -> None:
         net = self.net
         w, p = net.window, net.context
         need = (p + net.audio_context + w) * SAMPLES_PER_FRAME
@@ -113,14 +164,15 @@ class MotionStream:
             model = cfg_denoiser(net.denoise, self.cfg_scale)
         x = sample_ddim(model, noise, self.schedule.timesteps(self.steps, self.device), self.schedule,
                         extra_args={"prev": self.prev, "has_prev": has_prev, "guide": guide, "style": self.style})
-        x = net.follow_lips(x, a_self, self.lip_follow)
         self.prev = torch.cat([self.prev, x], dim=1)[:, -p:]
+        self.pending = torch.cat([self.pending, x], dim=1)
         self.frames_done += w
-        # keep only the audio history the next step needs
-        keep = (p + net.audio_context) * SAMPLES_PER_FRAME + self.ready - w * SAMPLES_PER_FRAME
+        # keep only the audio history the next step and the frames still waiting need
+        back = p + net.audio_context
+        if net.lip_reader is not None:
+            back = max(back, w + self.delay + net.lip_reader.context_frames)
+        keep = back * SAMPLES_PER_FRAME + self.ready - w * SAMPLES_PER_FRAME
         self.audio = self.audio[:, -keep:] if keep > 0 else self.audio[:, :0]
-        latents = self.rest + x[0] * net.motion_scale
-        return latents.cpu().numpy().astype(np.float32)
 
 
 def generate_motion(net: AudioToMotionNet, self_audio: np.ndarray, other_audio: np.ndarray, rest: torch.Tensor,

@@ -5,7 +5,11 @@
 
 1. per-channel voice activity (silero, streaming) and level of every frame;
 2. stage-2 motion generation (``MotionStream``: the same windows and noise as offline);
-3. stage-1 rendering of the hop's frames (optionally pasted back and overlaid).
+3. stage-1 rendering of the frames the motion stream lets out (optionally pasted back and overlaid).
+
+With lip following, frame t leaves the motion stream once the audio up to frame t + ``delay`` has
+arrived (at most the window's own look-ahead), so frames leave one by one as audio arrives between
+hops, and a hop's step can hand out frames of the hop before.
 
 Every frame is stamped with its index ``k`` on the audio clock: it shows the audio samples
 ``[640 k, 640 (k + 1))`` of both channels, ``pts = k / 25`` s. A caller that runs in real time passes
@@ -98,10 +102,11 @@ class StreamingSession:
         self._vad = StreamingVAD(2) if vad is None else None
         self._chunk_probs: deque[np.ndarray] = deque(maxlen=64)  # recent 512-sample VAD steps
         self._chunks_seen = 0
-        self._buf = np.zeros((2, 0), np.float32)  # received audio not yet turned into a hop
+        self._buf = np.zeros((2, 0), np.float32)  # received audio not yet handed to the motion stream
+        self._recent = np.zeros((2, 0), np.float32)  # handed audio of the frames still to leave (their levels)
         self._history: deque[np.ndarray] = deque(maxlen=OVERLAY_LANE)  # recent per-frame VAD, for the overlay
         self.samples_in = 0  # samples received per channel (the audio clock)
-        self.frames_out = 0  # frames produced (rendered or dropped)
+        self.frames_done = 0  # frames that have left (rendered or dropped)
         self.drop: Callable[[int], bool] | None = None
         self.timings = timings if timings is not None else {}
         self.timings.setdefault("stage2_s", 0.0)
@@ -113,9 +118,20 @@ class StreamingSession:
         return self.portrait.crop.shape[0]
 
     @property
+    def frames_out(self) -> int:
+        """Frames generated so far: the next hop's first frame (controls set now apply from there)."""
+        return self.motion.frames_done
+
+    @property
     def ready_hops(self) -> int:
-        """Hops whose audio is complete and that have not been generated yet."""
-        return self._buf.shape[1] // self.hop
+        """Steps that have work: hops whose audio is complete and not generated yet, plus one when the
+        audio received since lets generated frames leave."""
+        hops = (self.motion.ready + self._buf.shape[1]) // self.hop
+        if hops:
+            return hops
+        heard = (self.motion.received + self._buf.shape[1]) // SAMPLES_PER_FRAME
+        return int(self._buf.shape[1] > 0 and self.motion.waiting > 0
+                   and heard - self.motion.delay > self.motion.frames_emitted)
 
     def voice_activity(self, own: np.ndarray, other: np.ndarray) -> np.ndarray:
         """Run the streaming VAD on the next equal-length chunks: (k, 2) speech probabilities of the
@@ -154,44 +170,55 @@ class StreamingSession:
         return out
 
     def flush(self) -> list[StreamFrame]:
-        """End of the conversation: pad the pending audio with silence to a full hop and generate it.
+        """End of the conversation: pad the pending audio with silence to a full hop, generate it and let
+        every frame out.
 
         Returns only the frames that show received audio (ceil(samples / 640) frames in all).
         """
-        if self._buf.shape[1] == 0:
-            return []
-        pending = self._buf.shape[1] % self.hop
         total = -(-self.samples_in // SAMPLES_PER_FRAME)
+        out: list[StreamFrame] = []
+        while self.ready_hops:
+            out.extend(f for f in self.step() if f.index < total)
+        pending = (self.motion.ready + self._buf.shape[1]) % self.hop
         if pending:
             z = np.zeros(self.hop - pending, np.float32)
             self.feed(z, z)
             self.samples_in -= len(z)
-        out: list[StreamFrame] = []
-        while self.ready_hops:
-            out.extend(f for f in self.step() if f.index < total)
+        hand, self._buf = self._buf, self._buf[:, :0]
+        out.extend(f for f in self._leave(hand, final=True) if f.index < total)
         return out
 
     # -- one hop ----------------------------------------------------------------------------------
     def step(self) -> Iterator[StreamFrame]:
-        """Generate the next ready hop; frames are yielded as soon as each is rendered (or dropped)."""
+        """Generate the next ready hop (or let out the frames the audio received since allows); frames are
+        yielded as soon as each is rendered (or dropped)."""
         if not self.ready_hops:
             return
-        hop_audio, self._buf = self._buf[:, : self.hop], self._buf[:, self.hop:]
-        first = self.frames_out
-        self.frames_out += self.window
+        n = self.hop - self.motion.ready if self.motion.ready + self._buf.shape[1] >= self.hop else self._buf.shape[1]
+        hand, self._buf = self._buf[:, :n], self._buf[:, n:]
+        yield from self._leave(hand)
+
+    def _leave(self, audio: np.ndarray, final: bool = False) -> Iterator[StreamFrame]:
+        """Hand ``audio`` to the motion stream and render the frames it lets out."""
+        self._recent = np.concatenate([self._recent, audio], axis=1)
         t0 = time.perf_counter()
-        latents = self.motion.push(hop_audio[0], hop_audio[1])
+        latents = [self.motion.push(audio[0], audio[1])]
+        if final:
+            latents.append(self.motion.flush())
+        latents = np.concatenate(latents)
         self.timings["stage2_s"] += time.perf_counter() - t0
         frames = []
-        for j in range(self.window):
-            k = first + j
-            seg = hop_audio[:, j * SAMPLES_PER_FRAME:(j + 1) * SAMPLES_PER_FRAME]
+        for j, latent in enumerate(latents):
+            k = self.frames_done + j
+            seg = self._recent[:, j * SAMPLES_PER_FRAME:(j + 1) * SAMPLES_PER_FRAME]
             vad = self._frame_vad(k)
             self._history.append(vad)
             frames.append(StreamFrame(k, (float(vad[0]), float(vad[1])), (level_db(seg[0]), level_db(seg[1])),
-                                      frame_state(vad[0], vad[1], self.vad_threshold), latents[j],
+                                      frame_state(vad[0], vad[1], self.vad_threshold), latent,
                                       info={"overlay_vad": np.stack(self._history)} if self.overlay else {}))
-        for g in range(0, self.window, self.render_batch):
+        self.frames_done += len(frames)
+        self._recent = self._recent[:, len(frames) * SAMPLES_PER_FRAME:]
+        for g in range(0, len(frames), self.render_batch):
             group = frames[g:g + self.render_batch]
             keep = [f for f in group if self.drop is None or not self.drop(f.index)]
             if keep:
@@ -248,7 +275,7 @@ class StreamingSession:
 
     @property
     def lookahead_s(self) -> float:
-        return (self.window - 1) / FPS
+        return self.motion.lookahead_ms / 1000
 
     @property
     def hop_s(self) -> float:

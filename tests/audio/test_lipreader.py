@@ -78,3 +78,45 @@ def test_a_reader_fitted_on_one_speaker_follows_another_speakers_real_mouth(samp
     r, _ = best_lag_r(read, mouth)
     floor, _ = best_lag_r(loudness_envelope(speech, len(mouth)), mouth)
     assert r > floor + 0.05, (r, floor)
+
+
+def _vowel(formants_hz, seconds: float = 1.0, pitch_hz: float = 120.0) -> np.ndarray:
+    """A synthetic vowel: a glottal pulse train through second-order resonators at the given formants."""
+    from scipy.signal import lfilter
+
+    n = int(seconds * SAMPLE_RATE)
+    x = np.zeros(n)
+    x[:: int(SAMPLE_RATE / pitch_hz)] = 1.0
+    for f, bw in zip(formants_hz, (80.0, 90.0, 120.0)):
+        r, th = np.exp(-np.pi * bw / SAMPLE_RATE), 2 * np.pi * f / SAMPLE_RATE
+        x = lfilter([1.0], [1.0, -2 * r * np.cos(th), r * r], x)
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_formant_tracks_find_the_formants_of_a_vowel_and_tell_open_from_closed():
+    from infp.audio.lipreader import FORMANT_DEFAULT, formant_tracks
+
+    open_a = formant_tracks(torch.from_numpy(_vowel((750, 1200, 2600)))[None])[0, 10:]  # steady part
+    closed_i = formant_tracks(torch.from_numpy(_vowel((280, 2250, 2900)))[None])[0, 10:]
+    assert open_a.shape[-1] == 4
+    for tracks, want in ((open_a, (750, 1200, 2600)), (closed_i, (280, 2250, 2900))):
+        got = tracks[:, :3].median(dim=0).values.numpy() * 1000
+        np.testing.assert_allclose(got, want, rtol=0.25)  # pre-emphasis lifts a low F1 a little
+    assert open_a[:, 0].median() > 2 * closed_i[:, 0].median()  # F1 rises as the jaw opens
+    silence = formant_tracks(torch.zeros(1, 6400))[0]
+    np.testing.assert_allclose(silence[:, :3].numpy(), np.tile(FORMANT_DEFAULT, (40, 1)), rtol=1e-6)
+    assert torch.all(silence[:, 3] == 0)
+
+
+def test_a_reader_that_hears_ahead_reads_exactly_that_far_and_no_further():
+    torch.manual_seed(0)
+    reader = LipReader(past=3, ahead=2, formants=True)
+    reader.weight.normal_()
+    audio = torch.randn(1, 20 * SAMPLES_PER_FRAME) * 0.1
+    out = reader(audio)
+    assert out.shape == (1, 20, 1)
+    changed = audio.clone()
+    changed[:, 12 * SAMPLES_PER_FRAME:] = torch.randn(1, 8 * SAMPLES_PER_FRAME)
+    out2 = reader(changed)
+    torch.testing.assert_close(out2[:, :10], out[:, :10])  # frame 9 reads up to frame 11
+    assert not torch.allclose(out2[:, 10], out[:, 10])  # frame 10 reads frame 12

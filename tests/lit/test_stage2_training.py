@@ -192,3 +192,33 @@ def test_a_run_with_the_lip_reader_fits_it_on_the_own_voice_clips_and_exports_it
     # and the guidance moves with its read-out: the projection was trained
     assert net.lip_proj.weight.abs().sum() > 0
     assert not torch.equal(net.lip_reader.weight, torch.zeros_like(net.lip_reader.weight))
+
+
+def test_a_reader_for_lip_following_alone_is_fitted_again_without_retraining(tmp_path, sample_corpus, motion_dir):
+    """train/refit_lip_reader.py: a new reader (2 frames ahead, formants) replaces the weights' own; the
+    diffusion network and the style calibration beside it stay as they were."""
+    import importlib.util
+
+    import torch
+
+    overrides = ["experiment=stage2_debug", f"paths.corpus={sample_corpus}", f"data.motion_dir={motion_dir}",
+                 f"paths.output_dir={tmp_path}", "trainer.enable_progress_bar=false", "model.net.lip_reader=true",
+                 "model.net.lip_cue=false", "model.net.lip_follow=1.0"]
+    train(_cfg(overrides))
+    before = AudioToMotionNet.from_pretrained(tmp_path / "checkpoint")
+    (tmp_path / "checkpoint" / "style_calibration.json").write_text("{}")
+    spec = importlib.util.spec_from_file_location("refit", Path(CONF).parent / "train" / "refit_lip_reader.py")
+    refit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(refit)
+    out = tmp_path / "refit"
+    assert refit.main(["--weights", str(tmp_path / "checkpoint"), "--out", str(out), "--experiment", "stage2_debug",
+                       f"paths.corpus={sample_corpus}", f"data.motion_dir={motion_dir}", "model.net.lip_reader=true",
+                       "model.net.lip_cue=false", "model.net.lip_reader_ahead=2", "model.net.lip_reader_formants=true"]) == 0
+    after = AudioToMotionNet.from_pretrained(out)
+    assert after.lip_reader.ahead == 2 and after.lip_reader.formants and after.lip_reader.is_fitted
+    assert after.follow_delay(1.0) == 3
+    old, new = before.state_dict(), after.state_dict()
+    for k, v in old.items():
+        if not k.startswith("lip_reader."):
+            assert torch.equal(v, new[k]), k
+    assert (out / "style_calibration.json").read_text() == "{}"

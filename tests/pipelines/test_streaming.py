@@ -132,3 +132,50 @@ def test_flush_of_a_partial_hop_and_of_nothing(pipe, portrait, turns):
     with pytest.raises(ValueError):
         session.push(np.zeros(10, np.float32), np.zeros(11, np.float32))
     assert isinstance(session, StreamingSession)
+
+
+@pytest.fixture(scope="module")
+def following_pipe(tiny_weights, tmp_path_factory):
+    """The tiny pipeline with a stage 2 whose mouth follows a lip reader that hears 2 frames ahead, read
+    1 frame later (random read-out and mouth axis: the timing is what is tested)."""
+    import shutil
+
+    import torch
+
+    from infp.models.audio_to_motion import AudioToMotionNet
+
+    folder = tmp_path_factory.mktemp("following_weights")
+    shutil.copytree(tiny_weights / "stage1", folder / "stage1")
+    torch.manual_seed(0)
+    net = AudioToMotionNet(motion_dim=8, audio_dim=16, audio_hidden=16, guide_dim=32, bank_size=8, style_dim=8,
+                           dit_dim=32, depth=1, lip_reader=True, lip_cue=False, lip_reader_ahead=2,
+                           lip_reader_formants=True, lip_follow=1.0, lip_lead=1, lip_gain=2.0)
+    with torch.no_grad():
+        net.lip_reader.weight.normal_(0, 0.05)
+        net.lip_reader.fitted.fill_(True)
+        net.mouth_probe.normal_()
+        net.mouth_axis.copy_(net.mouth_probe[:-1])
+    net.save_pretrained(folder / "stage2")
+    return Pipeline.from_pretrained(folder)
+
+
+def test_with_lip_following_each_frame_leaves_when_the_audio_three_frames_later_arrives(following_pipe, portrait, turns):
+    own, other = turns[0][:640 * 30], turns[1][:640 * 30]
+    session = following_pipe.session(portrait, RenderSettings(steps=1))
+    assert session.motion.delay == 3 and session.lookahead_s == pytest.approx(0.12)
+    frames = []
+    for k in range(1, 31):  # 40 ms messages, as the live page sends them
+        session.feed(own[640 * (k - 1):640 * k], other[640 * (k - 1):640 * k])
+        while session.ready_hops:
+            frames += list(session.step())
+        assert len(frames) == max(0, k - 3)  # frame t leaves with the audio of frame t + 3: 120 ms, every frame
+    frames += session.flush()
+    assert [f.index for f in frames] == list(range(30))
+    offline = list(following_pipe.frames(portrait, own, other, RenderSettings(steps=1)))
+    assert len(offline) == 30
+    assert max(np.abs(a.astype(int) - f.image.astype(int)).max() for a, f in zip(offline, frames)) <= 2
+    for f in frames[::5]:  # levels still belong to each frame's own audio
+        assert f.level[0] == pytest.approx(level_db(own[640 * f.index:640 * (f.index + 1)]), abs=1e-4)
+    # without following, nothing waits
+    plain = following_pipe.session(portrait, RenderSettings(steps=1, lip_follow=0.0))
+    assert plain.motion.delay == 0 and len(plain.push(own[:2560], other[:2560])) == 4
