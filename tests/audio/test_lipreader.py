@@ -23,16 +23,21 @@ def _band_energy(audio: np.ndarray) -> np.ndarray:
     return (e - e.mean()) / e.std()
 
 
-def test_the_read_out_of_frame_t_does_not_depend_on_later_audio():
+def _read_before_and_after_a_change(reader: LipReader):
+    """(audio, read-out, read-out of the same audio with frames 12 .. 19 replaced) of a random read-out."""
     torch.manual_seed(0)
-    reader = LipReader(past=3)
     reader.weight.normal_()
     audio = torch.randn(1, 20 * SAMPLES_PER_FRAME) * 0.1
     out = reader(audio)
     assert out.shape == (1, 20, 1)
     changed = audio.clone()
     changed[:, 12 * SAMPLES_PER_FRAME:] = torch.randn(1, 8 * SAMPLES_PER_FRAME)
-    out2 = reader(changed)
+    return audio, out, reader(changed)
+
+
+def test_the_read_out_of_frame_t_does_not_depend_on_later_audio():
+    reader = LipReader(past=3)
+    audio, out, out2 = _read_before_and_after_a_change(reader)
     torch.testing.assert_close(out2[:, :12], out[:, :12])
     assert not torch.allclose(out2[:, 12], out[:, 12])
     # and it reads only `past` frames back: audio more than 3 frames before frame 12 does not matter
@@ -109,14 +114,6 @@ def test_formant_tracks_find_the_formants_of_a_vowel_and_tell_open_from_closed()
 
 
 def test_a_reader_that_hears_ahead_reads_exactly_that_far_and_no_further():
-    torch.manual_seed(0)
-    reader = LipReader(past=3, ahead=2, formants=True)
-    reader.weight.normal_()
-    audio = torch.randn(1, 20 * SAMPLES_PER_FRAME) * 0.1
-    out = reader(audio)
-    assert out.shape == (1, 20, 1)
-    changed = audio.clone()
-    changed[:, 12 * SAMPLES_PER_FRAME:] = torch.randn(1, 8 * SAMPLES_PER_FRAME)
-    out2 = reader(changed)
+    _, out, out2 = _read_before_and_after_a_change(LipReader(past=3, ahead=2, formants=True))
     torch.testing.assert_close(out2[:, :10], out[:, :10])  # frame 9 reads up to frame 11
     assert not torch.allclose(out2[:, 10], out[:, 10])  # frame 10 reads frame 12
