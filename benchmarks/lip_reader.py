@@ -1,13 +1,15 @@
-"""How well the causal lip reader hears the mouth: fitted on the corpus's own-voice training clips, scored on unseen speakers.
+"""How well the lip reader hears the mouth: fitted on the corpus's own-voice training clips, scored on unseen speakers.
 
-    python benchmarks/lip_reader.py --corpus data/sample_corpus --max-seconds 4
+    python benchmarks/lip_reader.py --corpus data/sample_corpus --max-seconds 4 [--ahead 2 --lead 1 --no-formants]
 
 The reader (``infp.audio.lipreader``, as stage 2 fits it) is fitted on the training split's clips whose
 face speaks its own voice, then its read-out of the speech alone is correlated with the real mouth
 (face-mesh mouth opening) at the best lag within ±2 frames, beside the loudness floor on the same frames:
 (1) on the corpus's validation speakers (whole clips), (2) on the lip-sync benchmark's held-out clips
-(``infp.eval.lipsync.held_out_clips``, first ``--max-seconds``; needs ../shared/data). This is the
-mouth signal lip following gives stage 2, before the generator and the renderer.
+(``infp.eval.lipsync.held_out_clips``, first ``--max-seconds``; needs ../shared/data). Frame t is scored
+with the read-out of frame t + ``--lead``, as lip following uses it; the defaults are the starter's reader
+(log-mel and formant tracks, 2 frames ahead, lead 1). This is the mouth signal lip following gives
+stage 2, before the generator and the renderer.
 """
 
 from __future__ import annotations
