@@ -1,16 +1,18 @@
-"""A causal lip reader: the speaker's mouth opening read linearly from the last few frames of their voice.
+"""A lip reader: the speaker's mouth opening read linearly from a few frames of their voice.
 
 Own-voice talking-face video is scarce (minutes), and a learned audio encoder trained on it through the
 diffusion loss overfits the training speakers. A strongly regularised linear read-out generalises
-better: a ridge regression from the log-mel of the current and the ``past`` previous 40 ms frames to the
-face's standardised mouth opening, fitted in closed form on the corpus's own-voice clips, follows the
-mouth of unseen speakers at r ≈ 0.4 (docs/RESULTS.md, "Lip sync"), about three times the loudness
-envelope. Stage 2 (``AudioToMotionNet(lip_reader=True)``) adds its read-out of both channels to the
-guidance of every frame, so the motion generator gets a direct, per-frame cue of what the lips do.
+better: a ridge regression from the log-mel (and optionally the formant tracks, ``formant_tracks``) of
+the frames t - ``past`` .. t + ``ahead`` (40 ms each) to the face's standardised mouth opening, fitted in
+closed form on the corpus's own-voice clips. Reading 2 frames ahead with the formants, it follows the
+mouth of unseen speakers at r ~ 0.48 (docs/RESULTS.md, "Hearing ahead"), 3.5 times the loudness envelope.
+Stage 2 uses it for lip following (``AudioToMotionNet.follow_lips``) and, when causal (``ahead`` = 0),
+optionally as a per-frame guidance cue.
 
-The read-out is causal (frame t sees audio up to the end of frame t) and stateless, so streaming and
-offline generation give the same values. Its parameters are buffers, saved with the stage-2 weights;
-``fit_lip_reader`` sets them (``AudioToMotion.setup`` does it once, before training starts).
+The read-out is stateless: each frame depends only on the audio from ``past`` frames before it to
+``ahead`` frames after it, so streaming and offline generation give the same values. Its parameters
+are buffers, saved with the stage-2 weights; ``fit_lip_reader`` sets them (``AudioToMotion.setup`` does
+it once, before training starts; ``train/refit_lip_reader.py`` again for trained weights).
 """
 
 from __future__ import annotations
