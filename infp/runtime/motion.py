@@ -78,6 +78,11 @@ class MotionStream:
         """Frames generated but held back until their lip reading's audio arrives."""
         return self.frames_done - self.frames_emitted
 
+    def releasable(self, more_samples: int = 0) -> int:
+        """Generated frames that may leave once ``more_samples`` more samples per channel have arrived."""
+        heard = (self.received + more_samples) // SAMPLES_PER_FRAME
+        return max(0, min(self.frames_done, heard - self.delay) - self.frames_emitted)
+
     def reset(self) -> None:
         """Start a new conversation: no audio, no previous motion, the noise sequence from the seed."""
         ctx = self.net.context + self.net.audio_context
@@ -119,13 +124,12 @@ class MotionStream:
     @torch.no_grad()
     def _emit(self, final: bool = False) -> np.ndarray:
         """The latents (k, D) of the generated frames whose lip reading can be made now (``final``: all)."""
-        net, delay = self.net, self.delay
-        last = self.frames_done if final else min(self.frames_done, self.received // SAMPLES_PER_FRAME - delay)
-        k = last - self.frames_emitted
+        net = self.net
+        k = self.waiting if final else self.releasable()
         if k <= 0:
             return np.zeros((0, net.motion_dim), dtype=np.float32)
         x, self.pending = self.pending[:, :k], self.pending[:, k:]
-        if delay:
+        if self.delay:
             x = net.follow_lips(x, self._heard(self.frames_emitted, k), self.lip_follow)
         self.frames_emitted += k
         latents = self.rest + x[0] * net.motion_scale

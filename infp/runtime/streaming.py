@@ -129,9 +129,7 @@ class StreamingSession:
         hops = (self.motion.ready + self._buf.shape[1]) // self.hop
         if hops:
             return hops
-        heard = (self.motion.received + self._buf.shape[1]) // SAMPLES_PER_FRAME
-        return int(self._buf.shape[1] > 0 and self.motion.waiting > 0
-                   and heard - self.motion.delay > self.motion.frames_emitted)
+        return int(self._buf.shape[1] > 0 and self.motion.releasable(self._buf.shape[1]) > 0)
 
     def voice_activity(self, own: np.ndarray, other: np.ndarray) -> np.ndarray:
         """Run the streaming VAD on the next equal-length chunks: (k, 2) speech probabilities of the
