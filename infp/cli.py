@@ -290,7 +290,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         describe["controls_given"] = given
     settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, paste_back=args.paste_back,
                               audio_out=args.audio_out, overlay=args.overlay, face_index=args.face_index, controls=controls,
-                              control_scale=control_scale, lip_follow=args.lip_follow)
+                              control_scale=control_scale, lip_follow=args.lip_follow, control_steer=args.control_steer)
     out = pipe.render(args.portrait, own, other, out=args.out, settings=settings, progress=not args.quiet, describe=describe)
     report = json.loads(out.with_suffix(".json").read_text())
     print(f"wrote {out} ({report['frames']} frames, {report['duration_s']} s, real-time factor {report['real_time_factor']})")
@@ -357,7 +357,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise InfpError(f"--size must be a multiple of 16 and at most the checkpoint's {pipe.size}")
     controls, _, control_scale = _render_controls(args, pipe)
     settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, face_index=args.face_index,
-                              controls=controls, control_scale=control_scale, lip_follow=args.lip_follow)
+                              controls=controls, control_scale=control_scale, lip_follow=args.lip_follow,
+                              control_steer=args.control_steer)
     delay = args.delay_ms / 1000
     if args.simulate:
         from infp.demo.simulate import simulate
@@ -394,7 +395,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_control_args(p: argparse.ArgumentParser) -> None:
     from infp.models.controls import CONTROL_NAMES, PRESETS
-    from infp.runtime.motion import CONTROL_SCALE
+    from infp.runtime.motion import CONTROL_SCALE, CONTROL_STEER
 
     g = p.add_argument_group("expression controls (stage-2 weights trained with controls; later ones win, in this order)")
     g.add_argument("--preset", choices=tuple(PRESETS), default=None, help="named controls for speaking and listening")
@@ -410,6 +411,9 @@ def _add_control_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--control-scale", type=finite_float(0.0, MAX_CFG_SCALE), default=None,
                    help=f"guidance weight of the controls (default {CONTROL_SCALE:g}, or the style calibration's with "
                         "--style-video; larger: stronger, 0: ignored)")
+    g.add_argument("--control-steer", type=finite_float(0.0, 1.0), default=CONTROL_STEER,
+                   help=f"how far the controls are held to their level in the generated motion, 0..1 (default "
+                        f"{CONTROL_STEER:g}; stage-2 weights with measure axes; 0: the network's conditioning alone)")
 
 
 def _check_output(out: Path, checkpoint: Path | None, stages: bool, **inputs: Path | None) -> None:

@@ -1,4 +1,4 @@
-"""Fit the lip reader and the latents' mouth axis of trained stage-2 weights again, without retraining.
+"""Fit the lip reader, the latents' mouth axis and the measure axes of trained stage-2 weights again, without retraining.
 
     python train/refit_lip_reader.py --weights weights/stage2 [--out DIR] [hydra overrides ...]
 
@@ -7,8 +7,11 @@ network, so it can change after training. This composes the stage-2 training con
 (``experiment=stage2_cpu_starter`` and the overrides given, e.g. ``model.net.lip_reader_ahead=2``), builds
 its data module, loads the weights into the network the config describes (the reader's settings come
 from the config, everything else from the weights) and fits the reader and the mouth axis as training
-does (``AudioToMotion.fit_lip_reader``: the training split's own-voice clips). The result replaces
-``--weights`` (or goes to ``--out``), with the weights' training record kept.
+does (``AudioToMotion.fit_lip_reader``: the training split's own-voice clips). With
+``model.net.control_axes=true`` in the config (the starter's), it also fits the probes and axes of the face
+measures that control steering uses (``AudioToMotion.fit_control_axes``, ``infp.models.steering``): they are
+not read by the diffusion network either. The result replaces ``--weights`` (or goes to ``--out``), with
+the weights' training record kept.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from infp.errors import InfpError
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.paths import REPO_ROOT
 
-READER_KEYS = ("lip_reader_past", "lip_reader_ahead", "lip_reader_formants", "lip_lead", "lip_gain", "lip_follow")
+READER_KEYS = ("lip_reader_past", "lip_reader_ahead", "lip_reader_formants", "lip_lead", "lip_gain", "lip_follow",
+               "control_axes")
+REFITTED = ("lip_reader.", "measure_probe", "measure_axis")
+"""State-dict keys this script sets: the weights' own values of them, if any, are not kept."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     dm = instantiate(cfg.data, _convert_="all")
     model = instantiate(cfg.model, _convert_="all")
     model.net = AudioToMotionNet(**config)
-    own = {k: v for k, v in net.state_dict().items() if not k.startswith("lip_reader.")}
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith(REFITTED)}
     missing, unexpected = model.net.load_state_dict(own, strict=False)
-    if unexpected or any(not k.startswith("lip_reader.") for k in missing):
+    if unexpected or any(not k.startswith(REFITTED) for k in missing):
         sys.exit(f"{args.weights}: the weights do not fit the composed network ({unexpected or missing})")
     if getattr(dm, "audio_context", 0) is None:  # as the training entry sets it
         dm.audio_context = int(model.net.audio_context)
@@ -63,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     model.net.motion_scale.copy_(net.motion_scale)
     with torch.no_grad():
         model.fit_lip_reader(dm)
+        if hasattr(model.net, "measure_axis"):
+            model.fit_control_axes(dm)
     doc = yaml.safe_load((args.weights / "config.yaml").read_text())
     extra = {k: v for k, v in doc.items() if k not in ("kind", "config")}
     out = args.out or args.weights

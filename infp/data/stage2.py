@@ -271,6 +271,19 @@ class DyadicMotionWindows(Dataset):
             rest = self.rest(cid)
             yield (lat - rest) / self.scale, mouth, rest
 
+    def measure_offsets(self):
+        """((T, D) latent offsets from the clip's rest in units of ``scale``, (T, 6) face measures relative to
+        the face at rest) of every clip with landmarks: what the measure axes of control steering are fitted
+        on (``infp.models.steering.fit_measure_axes``)."""
+        for cid in self.ids:
+            data = self._controls.clip(cid)
+            if data is None:
+                continue
+            m, rest_m, _ = data
+            lat = np.asarray(self.latents(cid), dtype=np.float64)
+            n = min(len(lat), len(m))
+            yield (lat[:n] - self.rest(cid)) / self.scale, m[:n] - rest_m
+
     def phone_labels(self, cid: str, channel: str) -> np.ndarray:
         """(T,) phone ids of a clip's ``self`` or ``other`` audio (``infp.audio.phones``), computed once and
         kept in ``<corpus>/phones/`` (a cache: delete it freely)."""

@@ -126,6 +126,33 @@ class AudioToMotion(pl.LightningModule):
             lo, hi = torch.as_tensor(dm.control_range)
             self.net.control_lo.copy_(lo)
             self.net.control_hi.copy_(hi)
+        if stage == "fit" and hasattr(self.net, "measure_axis") and not bool(self.net.measure_axis.abs().sum() > 0):
+            self.fit_control_axes(dm)
+
+    def fit_control_axes(self, dm) -> None:
+        """Fit the probes and axes of the face measures in the latents (control steering,
+        ``infp.models.steering``) on the training split's clips, and report the probes on the validation clips."""
+        import logging
+
+        from infp.data.stage2 import ALL
+        from infp.face.expression import MEASURES
+        from infp.models.steering import fit_measure_axes
+
+        if dm is None or not hasattr(dm, "train_subset"):
+            raise ValueError("model.net.control_axes=true needs the stage-2 data module to fit the measure axes on")
+        probe, axis, stats = fit_measure_axes(dm.train_subset(ALL).measure_offsets())
+        self.net.measure_probe.copy_(torch.from_numpy(probe))
+        self.net.measure_axis.copy_(torch.from_numpy(axis))
+        val = ""
+        if dm.val_set is not None:
+            pairs = [(x @ probe[:, :-1].T + probe[:, -1], m) for x, m in dm.val_set.measure_offsets()]
+            if pairs:
+                p, m = (np.concatenate(v) for v in zip(*pairs))
+                ok = np.isfinite(m).all(axis=1)
+                val = ", on the validation clips " + " ".join(
+                    f"{n} {np.corrcoef(p[ok, j], m[ok, j])[0, 1]:.2f}" for j, n in enumerate(MEASURES))
+        logging.getLogger(__name__).info("measure axes of the latents fitted on %d frames (probe r %s%s)", stats["frames"],
+                                         " ".join(f"{n} {stats[n + '_r']:.2f}" for n in MEASURES), val)
 
     def fit_lip_reader(self, dm) -> None:
         """Fit the network's lip reader on the training split's own-voice clips (once: a resumed or

@@ -8,7 +8,8 @@ training offsets).
 With ``controls``, a (B, 2, K) array of control values (``infp.models.controls``: smile, brow, ... for
 speaking and for listening, NaN where absent) is embedded and added to the guidance of every frame, so
 classifier-free guidance strengthens it as it does the audio; ``control_lo`` / ``control_hi`` hold the
-corpus percentiles that map the raw measures to 0..1 (set from the training data).
+corpus percentiles that map the raw measures to 0..1 (set from the training data). With ``control_axes``,
+``measure_probe`` / ``measure_axis`` let the stream hold the controls to their level (control steering).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import nn
 from infp.audio.features import AudioEncoder
 from infp.audio.lipreader import LipReader
 from infp.audio.phones import PHONES
-from infp.face.expression import CONTROL_NAMES, KINDS
+from infp.face.expression import CONTROL_NAMES, KINDS, MEASURES
 from infp.models.motion_dit import MotionDiT
 from infp.models.motion_guider import MotionGuider
 from infp.models.pretrained import Pretrained
@@ -55,6 +56,7 @@ class AudioToMotionNet(Pretrained):
         lip_lead: int = 1,
         lip_gain: float = 1.0,
         lip_cue: bool = True,
+        control_axes: bool = False,
     ) -> None:
         super().__init__()
         self.config = dict(motion_dim=motion_dim, audio_dim=audio_dim, audio_hidden=audio_hidden, guide_dim=guide_dim,
@@ -63,7 +65,7 @@ class AudioToMotionNet(Pretrained):
                            phone_head=phone_head, controls=controls, lip_reader=lip_reader,
                            lip_reader_past=lip_reader_past, lip_reader_ahead=lip_reader_ahead,
                            lip_reader_formants=lip_reader_formants, lip_follow=lip_follow, lip_lead=lip_lead, lip_gain=lip_gain,
-                           lip_cue=lip_cue)
+                           lip_cue=lip_cue, control_axes=control_axes)
         self.motion_dim, self.window, self.context = motion_dim, window, context
         self.audio_dim = audio_dim
         self.audio = AudioEncoder(audio_dim, hidden=audio_hidden, n_layers=audio_layers)
@@ -104,10 +106,21 @@ class AudioToMotionNet(Pretrained):
             nn.init.zeros_(self.control[-1].bias)
             self.register_buffer("control_lo", torch.zeros(len(CONTROL_NAMES)))
             self.register_buffer("control_hi", torch.ones(len(CONTROL_NAMES)))
+        # control steering (``infp.models.steering``): probes and axes of the face measures in the latent,
+        # fitted on the training latents (``fit_measure_axes``); with them, the controls are also held to
+        # their level in the generated latents
+        if controls and control_axes:
+            self.register_buffer("measure_probe", torch.zeros(len(MEASURES), motion_dim + 1))
+            self.register_buffer("measure_axis", torch.zeros(len(MEASURES), motion_dim))
 
     @property
     def has_controls(self) -> bool:
         return self.control is not None
+
+    @property
+    def can_steer(self) -> bool:
+        """Controls with fitted measure axes: ``infp.models.steering.ControlSteering`` has something to do."""
+        return self.control is not None and hasattr(self, "measure_axis") and bool(self.measure_axis.abs().sum() > 0)
 
     @property
     def audio_context(self) -> int:

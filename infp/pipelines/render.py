@@ -27,7 +27,7 @@ from infp.io.outputs import check_video_output, checkpoint_files
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.controls import Controls
 from infp.models.pretrained import CONFIG_FILE, checkpoint_id
-from infp.runtime.motion import CONTROL_SCALE
+from infp.runtime.motion import CONTROL_SCALE, CONTROL_STEER
 from infp.runtime.portrait import Portrait, load_portrait
 from infp.runtime.stage1 import Stage1Runner
 from infp.runtime.streaming import StreamingSession
@@ -50,6 +50,7 @@ class RenderSettings:
     controls: Controls = field(default_factory=Controls)  # stage-2 expression controls (empty: the model's own)
     control_scale: float = CONTROL_SCALE  # guidance weight of the controls (only used with controls)
     lip_follow: float | None = None  # how far the mouth follows the lip reader, 0..1 (None: the weights' own)
+    control_steer: float = CONTROL_STEER  # how far the controls are held to their level in the latents, 0..1
 
     def __post_init__(self) -> None:
         """Refuse settings that would render garbage: a NaN guidance scale gives black frames, not an error."""
@@ -63,6 +64,7 @@ class RenderSettings:
         _check_float("control_scale", self.control_scale, 0.0, MAX_CFG_SCALE)
         if self.lip_follow is not None:
             _check_float("lip_follow", self.lip_follow, 0.0, 1.0)
+        _check_float("control_steer", self.control_steer, 0.0, 1.0)
         if self.audio_out not in AUDIO_OUT:
             raise SettingsError(f"audio_out must be one of {AUDIO_OUT}, not {self.audio_out!r}")
 
@@ -181,7 +183,7 @@ class Pipeline:
                                 overlay=settings.overlay if overlay is None else overlay, vad=vad,
                                 vad_threshold=settings.vad_threshold, render_batch=render_batch, device=self.device,
                                 timings=timings, controls=settings.controls or None, control_scale=settings.control_scale,
-                                lip_follow=settings.lip_follow)
+                                lip_follow=settings.lip_follow, control_steer=settings.control_steer)
 
     def render(
         self,

@@ -20,10 +20,14 @@ from infp.constants import FPS, SAMPLES_PER_FRAME
 from infp.diffusion import CosineSchedule, cfg_control_denoiser, cfg_denoiser, sample_ddim
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.controls import Controls
+from infp.models.steering import ControlSteering
 
 CONTROL_SCALE = 4.0
 """Default guidance weight of the controls (the audio's is ``cfg_scale``, 2): measured, a weight of 2 moves
 the rendered head motion and smile by about half of what 4 does (docs/RESULTS.md)."""
+
+CONTROL_STEER = 1.0
+"""Default strength of control steering (``infp.models.steering``): the controls' targets are met in full."""
 
 
 class MotionStream:
@@ -32,8 +36,14 @@ class MotionStream:
     def __init__(self, net: AudioToMotionNet, rest: torch.Tensor, spread: torch.Tensor | None = None,
                  steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, device: str | torch.device = "cpu",
                  controls: Controls | None = None, control_scale: float = CONTROL_SCALE,
-                 lip_follow: float | None = None) -> None:
+                 lip_follow: float | None = None, control_steer: float = CONTROL_STEER) -> None:
         self.net = net.eval().to(device)
+        # how far the controls are held to their level in the latents (control steering; weights with
+        # measure axes only)
+        self.control_steer = float(control_steer)
+        self._steering = None
+        if net.can_steer:
+            self._steering = ControlSteering(net.measure_probe, net.measure_axis, net.control_lo, net.control_hi)
         # how far each generated mouth follows the lip reader (None: the weights' own ``lip_follow``)
         self.lip_follow = net.lip_follow if lip_follow is None else float(lip_follow)
         self.device = torch.device(device)
@@ -94,6 +104,8 @@ class MotionStream:
         self.received = 0  # samples per channel pushed so far: self.audio ends there
         self.pending = torch.zeros(1, 0, self.net.motion_dim, device=self.device)  # generated, not yet emitted (offsets)
         self.generator = torch.Generator().manual_seed(self.seed)
+        if self._steering is not None:
+            self._steering.reset()
 
     def push(self, self_audio: np.ndarray, other_audio: np.ndarray) -> np.ndarray:
         """Feed equal-length chunks (16 kHz mono float32); return the new latents (k, D) (absolute, stage-1 space)."""
@@ -129,6 +141,14 @@ class MotionStream:
         if k <= 0:
             return np.zeros((0, net.motion_dim), dtype=np.float32)
         x, self.pending = self.pending[:, :k], self.pending[:, k:]
+        if self._steering is not None:  # followed every frame, so that controls set later start from a level
+            own = self._own_audio(self.frames_emitted, self.frames_emitted + k)
+            rms = np.sqrt(np.mean(own.reshape(k, SAMPLES_PER_FRAME) ** 2, axis=1))
+            active = self.controls_active and self.control_steer > 0
+            steered = self._steering.apply(x[0].double().cpu().numpy(), rms,
+                                           self.controls.array() if active else None, self.control_steer)
+            if active:
+                x = torch.from_numpy(steered).to(x)[None]
         if self.delay:
             x = net.follow_lips(x, self._heard(self.frames_emitted, k), self.lip_follow)
         self.frames_emitted += k
@@ -140,14 +160,18 @@ class MotionStream:
         ``lip_lead`` later, from the own channel's audio (silence beyond what has arrived)."""
         reader, lead = self.net.lip_reader, self.net.lip_lead
         c = reader.context_frames
-        a0, a1 = (first + lead - c) * SAMPLES_PER_FRAME, (first + k + lead + reader.ahead) * SAMPLES_PER_FRAME
+        chunk = self._own_audio(first + lead - c, first + k + lead + reader.ahead)
+        read = reader(torch.from_numpy(chunk)[None].to(self.device))
+        return read[:, c: c + k, 0]
+
+    def _own_audio(self, first: int, end: int) -> np.ndarray:
+        """The own channel's samples of frames first .. end - 1 (silence beyond what has arrived)."""
+        a0, a1 = first * SAMPLES_PER_FRAME, end * SAMPLES_PER_FRAME
         start = self.received - self.audio.shape[1]  # sample index of self.audio[:, 0] (negative: the initial silence)
         if a0 < start:
             raise RuntimeError("the motion stream's audio history no longer reaches back to the frames it holds")
         chunk = self.audio[0, a0 - start: a1 - start]
-        chunk = np.pad(chunk, (0, a1 - a0 - len(chunk)))
-        read = reader(torch.from_numpy(chunk)[None].to(self.device))
-        return read[:, c: c + k, 0]
+        return np.pad(chunk, (0, a1 - a0 - len(chunk)))
 
     @torch.no_grad()
     def _step(self) -> None:
@@ -182,9 +206,11 @@ class MotionStream:
 def generate_motion(net: AudioToMotionNet, self_audio: np.ndarray, other_audio: np.ndarray, rest: torch.Tensor,
                     steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, spread: torch.Tensor | None = None,
                     device: str | torch.device = "cpu", controls: Controls | None = None,
-                    control_scale: float = CONTROL_SCALE, lip_follow: float | None = None) -> np.ndarray:
+                    control_scale: float = CONTROL_SCALE, lip_follow: float | None = None,
+                    control_steer: float = CONTROL_STEER) -> np.ndarray:
     """Latents (T, D) for T = ceil(N / 640) frames of dyadic audio (self, other), offline."""
     n_frames = -(-len(self_audio) // SAMPLES_PER_FRAME)
-    stream = MotionStream(net, rest, spread, steps, cfg_scale, seed, device, controls, control_scale, lip_follow)
+    stream = MotionStream(net, rest, spread, steps, cfg_scale, seed, device, controls, control_scale, lip_follow,
+                          control_steer)
     lat = np.concatenate([stream.push(self_audio, other_audio), stream.flush()])
     return lat[:n_frames]

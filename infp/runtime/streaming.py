@@ -35,7 +35,7 @@ from infp.audio.vad import StreamingVAD
 from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD, VAD_CHUNK
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.controls import Controls
-from infp.runtime.motion import CONTROL_SCALE, MotionStream
+from infp.runtime.motion import CONTROL_SCALE, CONTROL_STEER, MotionStream
 from infp.runtime.overlay import OVERLAY_LANE, draw_overlay, frame_state
 from infp.runtime.portrait import Portrait
 from infp.runtime.stage1 import Stage1Runner
@@ -78,21 +78,23 @@ class StreamingSession:
     ``render_batch``: frames rendered per stage-1 call (4 = one call per hop: best throughput;
     1 = each frame leaves as soon as it is drawn: lowest latency).
     ``controls``: expression / behaviour controls of stage 2 (None or empty: the model's own choice), guided
-    with the weight ``control_scale``.
+    with the weight ``control_scale`` and, with weights that have measure axes, held to their level in the
+    latents ``control_steer`` of the way (``infp.models.steering``).
     """
 
     def __init__(self, stage1: Stage1Runner, stage2: AudioToMotionNet, portrait: Portrait, *, steps: int = 6,
                  cfg_scale: float = 2.0, seed: int = 0, paste_back: bool = False, overlay: bool = False,
                  vad: np.ndarray | None = None, vad_threshold: float = SPEECH_THRESHOLD, render_batch: int | None = None,
                  device: str | torch.device = "cpu", timings: dict | None = None, controls: Controls | None = None,
-                 control_scale: float = CONTROL_SCALE, lip_follow: float | None = None) -> None:
+                 control_scale: float = CONTROL_SCALE, lip_follow: float | None = None,
+                 control_steer: float = CONTROL_STEER) -> None:
         self.stage1 = stage1
         self.device = torch.device(device)
         self.portrait = portrait
         self.source = stage1.source(portrait)
         self.motion = MotionStream(stage2, self.source.motion[0], steps=steps, cfg_scale=cfg_scale, seed=seed,
                                    device=self.device, controls=controls, control_scale=control_scale,
-                                   lip_follow=lip_follow)
+                                   lip_follow=lip_follow, control_steer=control_steer)
         self.paste_back, self.overlay = paste_back, overlay
         self.vad_threshold = vad_threshold
         self.window = self.motion.window

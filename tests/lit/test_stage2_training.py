@@ -195,15 +195,17 @@ def test_a_run_with_the_lip_reader_fits_it_on_the_own_voice_clips_and_exports_it
 
 
 def test_a_reader_for_lip_following_alone_is_fitted_again_without_retraining(tmp_path, sample_corpus, motion_dir):
-    """train/refit_lip_reader.py: a new reader (2 frames ahead, formants) replaces the weights' own; the
-    diffusion network and the style calibration beside it stay as they were."""
+    """train/refit_lip_reader.py: a new reader (2 frames ahead, formants) replaces the weights' own and the
+    measure axes of control steering are added; the diffusion network and the style calibration beside it
+    stay as they were."""
     import importlib.util
 
+    import numpy as np
     import torch
 
     overrides = ["experiment=stage2_debug", f"paths.corpus={sample_corpus}", f"data.motion_dir={motion_dir}",
                  f"paths.output_dir={tmp_path}", "trainer.enable_progress_bar=false", "model.net.lip_reader=true",
-                 "model.net.lip_cue=false", "model.net.lip_follow=1.0"]
+                 "model.net.lip_cue=false", "model.net.lip_follow=1.0", "model.net.controls=true", "data.controls=true"]
     train(_cfg(overrides))
     before = AudioToMotionNet.from_pretrained(tmp_path / "checkpoint")
     (tmp_path / "checkpoint" / "style_calibration.json").write_text("{}")
@@ -213,8 +215,12 @@ def test_a_reader_for_lip_following_alone_is_fitted_again_without_retraining(tmp
     out = tmp_path / "refit"
     assert refit.main(["--weights", str(tmp_path / "checkpoint"), "--out", str(out), "--experiment", "stage2_debug",
                        f"paths.corpus={sample_corpus}", f"data.motion_dir={motion_dir}", "model.net.lip_reader=true",
-                       "model.net.lip_cue=false", "model.net.lip_reader_ahead=2", "model.net.lip_reader_formants=true"]) == 0
+                       "model.net.lip_cue=false", "model.net.lip_reader_ahead=2", "model.net.lip_reader_formants=true",
+                       "model.net.controls=true", "data.controls=true", "model.net.control_axes=true"]) == 0
     after = AudioToMotionNet.from_pretrained(out)
+    assert not before.can_steer and after.can_steer
+    probe = after.measure_probe.numpy()
+    assert np.isfinite(probe).all() and np.abs(probe[:, :-1]).sum() > 0
     assert after.lip_reader.ahead == 2 and after.lip_reader.formants and after.lip_reader.is_fitted
     assert after.follow_delay(1.0) == 3
     old, new = before.state_dict(), after.state_dict()

@@ -1,0 +1,146 @@
+"""Control steering: expression and head-motion controls held to their level in the generated latents.
+
+The stage-2 network is conditioned on the controls, but how far a conditioned output moves depends on the
+training run and on the portrait (docs/RESULTS.md, "Expression and behaviour controls"). Steering closes
+the gap directly in the latent space, as lip following does for the mouth:
+
+- a linear *probe* per face measure (``infp.face.expression.MEASURES``: smile, brow, eyes, yaw, pitch,
+  roll) reads the measure, relative to the face at rest, from a latent offset; an *axis* per measure is the
+  latent change per unit of that measure with the others held (a multiple regression of the latents on the
+  measures). Both are fitted on the training clips (``fit_measure_axes``);
+- per frame, the model's own level of each measure is followed with a causal running mean, separately
+  for speaking and listening frames (``ControlSteering``); a level control shifts the frame by the
+  difference between its target (``control_lo`` + value x (``control_hi`` - ``control_lo``)) and that
+  level, keeping the frame-to-frame motion; ``head_motion`` scales the head rotation's deviations from its
+  running mean by the ratio of the target spread to the running spread. The latent moves along a
+  combination of the axes that changes the steered measures by exactly that and leaves the other probed
+  measures as they were.
+
+Everything is causal and per frame, so a stream fed in chunks gives the offline result.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from infp.face.expression import CONTROL_NAMES, MEASURES
+
+ROTATION = tuple(MEASURES.index(n) for n in ("yaw", "pitch", "roll"))
+LEVEL_FRAMES = 50
+"""Time constant (frames, 2 s) of the running level of each measure, per kind."""
+MEAN_FRAMES = 100
+"""Time constant (4 s) of the head rotation's running mean, around which head_motion scales the motion."""
+SPREAD_FRAMES = 100
+"""Time constant (4 s, a control level's span) of the running spread of the head rotation, per kind."""
+GAIN_RANGE = (0.25, 4.0)
+"""Bounds of the head-motion gain."""
+SPEECH_HANGOVER = 8
+"""Frames (320 ms) a frame still counts as speaking after the own channel's last loud frame."""
+
+
+def fit_measure_axes(tracks: Iterable[tuple[np.ndarray, np.ndarray]], ridge: float = 1e-2
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Probes and axes of the face measures in a latent, from ((T, D) latent offsets, (T, 6) measures
+    relative to the clip's rest, NaN where unknown) pairs.
+
+    Returns ``probe`` (6, D + 1): ridge read-outs of each measure (weights, then bias); ``axis`` (6, D): the
+    latent change per unit of each measure, the others held (multiple regression of the latent on the
+    measures); and {"frames", "<measure>_r"}: r of each probe on the data it was fitted on.
+    """
+    xs, ms = [], []
+    for x, m in tracks:
+        x, m = np.asarray(x, np.float64), np.asarray(m, np.float64)
+        n = min(len(x), len(m))
+        ok = np.isfinite(m[:n]).all(axis=1)
+        if ok.any():
+            xs.append(x[:n][ok])
+            ms.append(m[:n][ok])
+    if not xs or sum(len(m) for m in ms) < 50:
+        raise ValueError("the measure axes need at least 50 frames with latents and face measures")
+    x, m = np.concatenate(xs), np.concatenate(ms)
+    n = len(m)
+    xm, mm = x.mean(axis=0), m.mean(axis=0)
+    xc, mc = x - xm, m - mm
+    w = np.linalg.solve(xc.T @ xc + ridge * n * np.eye(x.shape[1]), xc.T @ mc)  # (D, 6)
+    probe = np.concatenate([w.T, (mm - xm @ w)[:, None]], axis=1)
+    cov = mc.T @ mc
+    axis = np.linalg.solve(cov + 1e-6 * np.trace(cov) / len(cov) * np.eye(len(cov)), mc.T @ xc)  # (6, D)
+    pred = x @ w + probe[:, -1]
+    stats = {"frames": float(n)}
+    for j, name in enumerate(MEASURES):
+        stats[f"{name}_r"] = float(np.corrcoef(pred[:, j], m[:, j])[0, 1]) if m[:, j].std() > 0 else float("nan")
+    return probe, axis, stats
+
+
+class ControlSteering:
+    """Per-frame steering state of one conversation (``MotionStream`` holds one).
+
+    ``probe`` (6, D + 1) and ``axis`` (6, D) as ``fit_measure_axes`` gives them; ``lo`` / ``hi`` (K,) the raw
+    levels that control values 0 and 1 stand for (the weights' ``control_lo`` / ``control_hi``).
+    """
+
+    def __init__(self, probe: torch.Tensor, axis: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        self.w = probe[:, :-1].double().cpu().numpy()
+        self.b = probe[:, -1].double().cpu().numpy()
+        a = axis.double().cpu().numpy()
+        # latent change that moves the probed measures by delta (6,): axis^T (W axis^T)^-1 delta
+        self.move = a.T @ np.linalg.inv(self.w @ a.T)  # (D, 6)
+        self.lo = lo.double().cpu().numpy()
+        self.hi = hi.double().cpu().numpy()
+        self.reset()
+
+    def reset(self) -> None:
+        self.level: np.ndarray | None = None  # (2, 6) running level per kind (speak, listen)
+        self.mean: np.ndarray | None = None  # (3,) running head rotation
+        mid = float(np.mean([self.lo[CONTROL_NAMES.index("head_motion")], self.hi[CONTROL_NAMES.index("head_motion")]]))
+        self.var = np.full(2, mid * mid)  # running squared spread of the rotation per kind, from a typical one
+        self.peak = 0.0  # slowly decaying loudest frame of the own channel
+        self.since_speech = SPEECH_HANGOVER + 1
+        self.speaking = 0.0
+
+    def speech_weight(self, rms: float) -> float:
+        """Update with the own channel's RMS of the next frame; the frame's speaking weight (0..1): loud
+        against the channel's recent peak, held ``SPEECH_HANGOVER`` frames, smoothed."""
+        self.peak = max(rms, self.peak * 0.998)
+        loud = rms > max(3e-3, 0.1 * self.peak)
+        self.since_speech = 0 if loud else self.since_speech + 1
+        self.speaking += 0.3 * (float(self.since_speech <= SPEECH_HANGOVER) - self.speaking)
+        return self.speaking
+
+    def apply(self, x: np.ndarray, rms: np.ndarray, controls: np.ndarray | None, strength: float = 1.0) -> np.ndarray:
+        """Steer offsets ``x`` (k, D) of the next k frames, given the own channel's RMS (k,) of each and the
+        control values (2, K) (NaN = absent; None: none, the state is only followed). Returns (k, D)."""
+        x = np.array(x, dtype=np.float64)
+        targets = None if controls is None else self.lo + np.asarray(controls, np.float64) * (self.hi - self.lo)
+        for i in range(len(x)):
+            speak = self.speech_weight(float(rms[i]))
+            member = np.array([speak, 1.0 - speak])
+            p = self.w @ x[i] + self.b
+            rot = p[list(ROTATION)]
+            if self.level is None:
+                self.level, self.mean = np.stack([p, p]), rot.copy()
+            self.level += (member[:, None] / LEVEL_FRAMES) * (p - self.level)
+            self.mean += (rot - self.mean) / MEAN_FRAMES
+            dev = rot - self.mean
+            self.var += (member / SPREAD_FRAMES) * (float(np.mean(dev * dev)) - self.var)
+            if targets is None or strength <= 0 or not np.isfinite(targets).any():
+                continue
+            delta = np.zeros((2, len(p)))
+            for k in range(2):
+                for c, name in enumerate(CONTROL_NAMES):
+                    if not np.isfinite(targets[k, c]):
+                        if name != "head_motion":  # a level the user left free stays within the corpus's range
+                            j = MEASURES.index(name)
+                            delta[k, j] = np.clip(self.level[k, j], self.lo[c], self.hi[c]) - self.level[k, j]
+                        continue
+                    if name == "head_motion":
+                        gain = np.clip(targets[k, c] / max(np.sqrt(self.var[k]), 1e-6), *GAIN_RANGE)
+                        delta[k, list(ROTATION)] += (gain - 1.0) * dev
+                    else:
+                        j = MEASURES.index(name)
+                        delta[k, j] = targets[k, c] - self.level[k, j]
+            x[i] += strength * (self.move @ (member @ delta))
+        return x
