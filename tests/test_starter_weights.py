@@ -101,3 +101,29 @@ def test_starter_mouth_follows_held_out_speakers_better_than_their_loudness(shar
     mean = {k: float(np.mean(v)) for k, v in scores.items()}
     assert mean["follow"] > mean["floor"] + 0.1, mean
     assert mean["follow"] > mean["off"], mean
+
+
+@pytest.mark.slow
+def test_starter_controls_move_their_own_rendered_measure(samples):
+    """With control steering, smile and head_motion move what the face-mesh landmarker measures on the
+    rendered frames, in the direction asked, on a sample portrait and dialogue."""
+    from infp.face.expression import ROTATION, frame_measures, track_landmarks
+    from infp.pipelines.render import Pipeline, RenderSettings
+    from infp.runtime.portrait import load_portrait
+
+    pipe = Pipeline.from_pretrained()
+    assert pipe.stage2.can_steer
+    own, other = read_audio(samples / "audio" / "dialogue.flac")[:, : 8 * 16000]
+    pt = load_portrait(samples / "portraits" / "lp_s5.jpg", pipe.size)
+
+    def measures(control):
+        frames = list(pipe.frames(pt, own, other, RenderSettings(controls=control)))
+        return frame_measures(track_landmarks(frames))[25:]  # after the running levels have settled
+
+    low, high = measures("smile=0"), measures("smile=1")
+    assert np.nanmean(high[:, 0]) - np.nanmean(low[:, 0]) > 0.015  # mouth-corner lift, eye distances
+
+    def motion(m):
+        return float(np.sqrt(np.mean(np.nanvar(m[:, list(ROTATION)], axis=0))))
+
+    assert motion(measures("head_motion=1")) > 1.5 * motion(measures("head_motion=0"))

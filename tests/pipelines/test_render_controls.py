@@ -49,10 +49,15 @@ def test_render_settings_take_controls_in_every_form():
         with pytest.raises(SettingsError) as e:
             RenderSettings(controls=bad)
         assert needle in str(e.value)
+    assert RenderSettings(control_steer=0.0).control_steer == 0.0
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(SettingsError, match="control_steer"):
+            RenderSettings(control_steer=bad)
 
 
 def test_render_settings_round_trip_through_json():
-    s = RenderSettings(steps=3, seed=7, controls=Controls(speak={"smile": 0.8}, listen={"head_motion": 0.25, "yaw": 1}))
+    s = RenderSettings(steps=3, seed=7, controls=Controls(speak={"smile": 0.8}, listen={"head_motion": 0.25, "yaw": 1}),
+                       control_steer=0.5)
     data = json.loads(json.dumps(s.to_dict()))
     assert data["controls"] == {"speak": {"smile": 0.8}, "listen": {"head_motion": 0.25, "yaw": 1.0}}
     assert RenderSettings.from_dict(data) == s
