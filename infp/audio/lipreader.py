@@ -136,6 +136,11 @@ class LipReader(nn.Module):
         h = (self.features(audio, log_mel) - self.mean) / self.std
         return F.linear(h, self.weight, self.bias)
 
+    @torch.no_grad()
+    def silence_reading(self) -> float:
+        """The read-out of a silent channel (every frame of digital silence reads the same)."""
+        return float(self(torch.zeros(1, SAMPLES_PER_FRAME, device=self.mean.device))[0, 0, 0])
+
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson r over the frames where both are finite; NaN with fewer than 10 or a flat track."""

@@ -152,18 +152,30 @@ class AudioToMotionNet(Pretrained):
             return 0
         return self.lip_lead + self.lip_reader.ahead
 
-    def follow_lips(self, x: torch.Tensor, heard: torch.Tensor, strength: float) -> torch.Tensor:
-        """Move generated offsets ``x`` (B, T, D) along the mouth axis so that the mouth probe reads
-        ``lip_gain`` times ``heard`` (B, T), the lip reader's value for each frame (of frame t + ``lip_lead``:
-        the lips move ahead of the voice), ``strength`` of the way; never more closed than the rest latent
-        (offset 0), whose mouth is closed."""
+    def follow_lips(self, x: torch.Tensor, heard: torch.Tensor, strength: float,
+                    silence: float | None = None) -> torch.Tensor:
+        """Move generated offsets ``x`` (B, T, D) along the mouth axis toward the mouth the voice calls for,
+        ``strength`` of the way. ``heard`` (B, T) is the lip reader's value for each frame (of frame t +
+        ``lip_lead``: the lips move ahead of the voice); ``silence`` its value for a silent channel
+        (``LipReader.silence_reading``, computed when None).
+
+        The target is the rest latent's mouth (offset 0, closed) plus ``lip_gain`` times what the reader
+        hears above silence: a regression's read-out of silence is shrunk toward the mean, above the closed
+        mouth, so silence itself must read as closed. Where the voice reads as silence or quieter, the mouth
+        is only closed, never opened: there the probe's reading of the generated frame is noise, and pulling
+        it up to the rest value would draw that noise as mouth motion while the face listens.
+        """
         if strength <= 0 or not self.can_follow_lips:
             return x
+        if silence is None:
+            silence = self.lip_reader.silence_reading()
         probe, bias = self.mouth_probe[:-1].to(x.dtype), self.mouth_probe[-1].to(x.dtype)
-        target = torch.maximum(self.lip_gain * heard.to(x.dtype), bias)
+        called = bias + self.lip_gain * (heard.to(x.dtype) - silence)
         axis = self.mouth_axis.to(x.dtype)
         now = x @ probe + bias
-        step = strength * (target - now) / (axis @ probe)
+        delta = torch.maximum(called, bias) - now
+        delta = torch.where(called <= bias, delta.clamp(max=0.0), delta)
+        step = strength * delta / (axis @ probe)
         return x + step[..., None] * axis
 
     def style(self, rest: torch.Tensor, spread: torch.Tensor | None = None) -> torch.Tensor:

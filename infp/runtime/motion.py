@@ -46,6 +46,7 @@ class MotionStream:
             self._steering = ControlSteering(net.measure_probe, net.measure_axis, net.control_lo, net.control_hi)
         # how far each generated mouth follows the lip reader (None: the weights' own ``lip_follow``)
         self.lip_follow = net.lip_follow if lip_follow is None else float(lip_follow)
+        self._silence = net.lip_reader.silence_reading() if net.can_follow_lips else 0.0
         self.device = torch.device(device)
         self.steps, self.cfg_scale = steps, cfg_scale
         self.schedule = CosineSchedule()
@@ -150,7 +151,7 @@ class MotionStream:
             if active:
                 x = torch.from_numpy(steered).to(x)[None]
         if self.delay:
-            x = net.follow_lips(x, self._heard(self.frames_emitted, k), self.lip_follow)
+            x = net.follow_lips(x, self._heard(self.frames_emitted, k), self.lip_follow, self._silence)
         self.frames_emitted += k
         latents = self.rest + x[0] * net.motion_scale
         return latents.cpu().numpy().astype(np.float32)

@@ -139,24 +139,34 @@ def test_a_fitted_lip_reader_is_saved_with_the_weights(tmp_path):
     torch.testing.assert_close(back.lip_reader.weight, net.lip_reader.weight)
 
 
-def test_lip_following_sets_the_mouth_probe_to_what_the_reader_hears_never_below_rest():
+def test_lip_following_sets_the_mouth_probe_to_what_the_reader_hears_above_silence_and_only_closes_in_silence():
     net = _perturbed(lip_reader=True, lip_gain=2.0, lip_lead=1)
     torch.manual_seed(1)
     with torch.no_grad():
         net.mouth_probe.normal_()
         net.mouth_axis.copy_(net.mouth_probe[:-1] + 0.3 * torch.randn(8))
     x = torch.randn(2, 6, 8)
-    heard = torch.randn(2, 6)
+    silence = net.lip_reader.silence_reading()
+    assert silence == float(net.lip_reader(torch.zeros(1, 640 * 5))[0, 3, 0])
+    heard = silence + torch.randn(2, 6)
     probe, bias = net.mouth_probe[:-1], net.mouth_probe[-1]
+    now = x @ probe + bias
     out = net.follow_lips(x, heard, 1.0)
-    target = torch.maximum(2.0 * heard, bias)
-    torch.testing.assert_close(out @ probe + bias, target, atol=1e-4, rtol=1e-4)
+    called = bias + 2.0 * (heard - silence)
+    speech = called > bias
+    assert 0 < speech.sum() < speech.numel()
+    # above silence: the probe reads what the voice calls for; at or below it: closed, never opened
+    expected = torch.where(speech, called, torch.minimum(now, bias))
+    torch.testing.assert_close(out @ probe + bias, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(net.follow_lips(x, torch.full_like(heard, silence), 1.0) @ probe + bias,
+                               torch.minimum(now, bias), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(net.follow_lips(x, heard, 1.0, silence=silence), out)
     # the change is along the mouth axis only
     delta = (out - x).reshape(-1, 8)
     assert torch.linalg.matrix_rank(delta, atol=1e-4) == 1
     torch.testing.assert_close(net.follow_lips(x, heard, 0.0), x)
     half = net.follow_lips(x, heard, 0.5)
-    torch.testing.assert_close(half @ probe + bias, 0.5 * (x @ probe + bias) + 0.5 * target, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close((half @ probe + bias)[speech], (0.5 * now + 0.5 * called)[speech], atol=1e-4, rtol=1e-4)
     assert net.follow_delay(1.0) == 1 and net.follow_delay(0.0) == 0
     # without a fitted axis there is nothing to follow, and nothing to wait for
     fresh = _perturbed(lip_reader=True)
@@ -192,8 +202,11 @@ def test_a_frame_waits_for_its_lip_reading_and_the_stream_still_equals_offline()
     rest = neutral.reshape(1, -1)
     x = (torch.from_numpy(offline) - rest) / net.motion_scale
     probe, bias = net.mouth_probe[:-1], net.mouth_probe[-1]
-    target = torch.maximum(2.0 * read[1:51], bias)
-    torch.testing.assert_close(x @ probe + bias, target, atol=1e-3, rtol=1e-3)
+    called = bias + 2.0 * (read[1:51] - net.lip_reader.silence_reading())
+    speech = called > bias
+    assert speech.sum() > 10
+    torch.testing.assert_close((x @ probe + bias)[speech], called[speech], atol=1e-3, rtol=1e-3)
+    assert bool(((x @ probe + bias)[~speech] <= bias + 1e-4).all())  # where it reads silence: closed or more
     raw = generate_motion(net, own, other, neutral, steps=2, seed=3, lip_follow=0.0)
     assert not np.allclose(raw, offline)
     with pytest.raises(ValueError, match="causal"):
