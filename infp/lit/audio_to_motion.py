@@ -136,7 +136,7 @@ class AudioToMotion(pl.LightningModule):
 
         from infp.data.stage2 import ALL
         from infp.face.expression import MEASURES
-        from infp.models.steering import fit_measure_axes
+        from infp.models.steering import fit_measure_axes, probe_r
 
         if dm is None or not hasattr(dm, "train_subset"):
             raise ValueError("model.net.control_axes=true needs the stage-2 data module to fit the measure axes on")
@@ -145,12 +145,8 @@ class AudioToMotion(pl.LightningModule):
         self.net.measure_axis.copy_(torch.from_numpy(axis))
         val = ""
         if dm.val_set is not None:
-            pairs = [(x @ probe[:, :-1].T + probe[:, -1], m) for x, m in dm.val_set.measure_offsets()]
-            if pairs:
-                p, m = (np.concatenate(v) for v in zip(*pairs))
-                ok = np.isfinite(m).all(axis=1)
-                val = ", on the validation clips " + " ".join(
-                    f"{n} {np.corrcoef(p[ok, j], m[ok, j])[0, 1]:.2f}" for j, n in enumerate(MEASURES))
+            rs = probe_r(probe, dm.val_set.measure_offsets())
+            val = ", on the validation clips " + " ".join(f"{n} {rs[n + '_r']:.2f}" for n in MEASURES)
         logging.getLogger(__name__).info("measure axes of the latents fitted on %d frames (probe r %s%s)", stats["frames"],
                                          " ".join(f"{n} {stats[n + '_r']:.2f}" for n in MEASURES), val)
 

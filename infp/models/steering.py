@@ -68,11 +68,22 @@ def fit_measure_axes(tracks: Iterable[tuple[np.ndarray, np.ndarray]], ridge: flo
     probe = np.concatenate([w.T, (mm - xm @ w)[:, None]], axis=1)
     cov = mc.T @ mc
     axis = np.linalg.solve(cov + 1e-6 * np.trace(cov) / len(cov) * np.eye(len(cov)), mc.T @ xc)  # (6, D)
-    pred = x @ w + probe[:, -1]
-    stats = {"frames": float(n)}
+    return probe, axis, {"frames": float(n), **probe_r(probe, [(x, m)])}
+
+
+def probe_r(probe: np.ndarray, tracks: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """{"<measure>_r"}: r of each probe's reading against the measure over all frames of the ((T, D) latent
+    offsets, (T, 6) measures) pairs where the measures are known (NaN without any)."""
+    pairs = [(np.asarray(x, np.float64) @ probe[:, :-1].T + probe[:, -1], np.asarray(m, np.float64)) for x, m in tracks]
+    out = {f"{name}_r": float("nan") for name in MEASURES}
+    if not pairs:
+        return out
+    p, m = (np.concatenate(v) for v in zip(*pairs))
+    ok = np.isfinite(m).all(axis=1)
     for j, name in enumerate(MEASURES):
-        stats[f"{name}_r"] = float(np.corrcoef(pred[:, j], m[:, j])[0, 1]) if m[:, j].std() > 0 else float("nan")
-    return probe, axis, stats
+        if ok.sum() > 1 and m[ok, j].std() > 0:
+            out[f"{name}_r"] = float(np.corrcoef(p[ok, j], m[ok, j])[0, 1])
+    return out
 
 
 class ControlSteering:

@@ -64,8 +64,8 @@ class MotionStream:
         """Expression / behaviour controls from the next hop on (None or empty: the model's own choice).
         A network trained without controls ignores them (``controls_active`` is then False)."""
         self.controls = controls if controls else None
-        arr = None if self.controls is None else torch.from_numpy(self.controls.array())[None].to(self.device)
-        self._controls = arr
+        self._control_values = None if self.controls is None else self.controls.array()  # (2, K), NaN = absent
+        self._controls = None if self.controls is None else torch.from_numpy(self._control_values)[None].to(self.device)
 
     @property
     def controls_active(self) -> bool:
@@ -147,7 +147,7 @@ class MotionStream:
             rms = np.sqrt(np.mean(own.reshape(k, SAMPLES_PER_FRAME) ** 2, axis=1))
             active = self.controls_active and self.control_steer > 0
             steered = self._steering.apply(x[0].double().cpu().numpy(), rms,
-                                           self.controls.array() if active else None, self.control_steer)
+                                           self._control_values if active else None, self.control_steer)
             if active:
                 x = torch.from_numpy(steered).to(x)[None]
         if self.delay:

@@ -78,14 +78,22 @@ def test_a_level_control_brings_its_measure_to_the_target_and_holds_the_others()
     assert np.allclose(out[:, others], plain[:, others], atol=1e-6)
 
 
-def test_level_controls_are_monotonic_and_absent_ones_change_nothing():
+def sweep(name, measure, values=(0.0, 0.5, 1.0)):
+    """``measure(probe, steered latents)`` for a fresh steering state at each setting of control ``name``."""
     x = wobbling_latents()
     loud = np.full(len(x), 0.1)
-    levels = []
-    for v in (0.0, 0.5, 1.0):
+    out = []
+    for v in values:
         steer, probe = steering()
-        levels.append(readings(probe, steer.apply(x, loud, controls(brow=v)))[200:, MEASURES.index("brow")].mean())
+        out.append(measure(probe, steer.apply(x, loud, controls(**{name: v}))))
+    return out
+
+
+def test_level_controls_are_monotonic_and_absent_ones_change_nothing():
+    levels = sweep("brow", lambda probe, y: readings(probe, y)[200:, MEASURES.index("brow")].mean())
     assert levels[0] < levels[1] < levels[2]
+    x = wobbling_latents()
+    loud = np.full(len(x), 0.1)
     steer, _ = steering()
     assert np.array_equal(steer.apply(x, loud, None), x)
     steer, _ = steering()
@@ -98,14 +106,11 @@ def rotation_spread(probe, x):
 
 
 def test_head_motion_scales_the_head_rotation_monotonically():
-    x = wobbling_latents()
-    loud = np.full(len(x), 0.1)
-    spreads = []
-    for v in (0.0, 0.5, 1.0):
-        steer, probe = steering()
-        spreads.append(rotation_spread(probe, steer.apply(x, loud, controls(head_motion=v))))
+    spreads = sweep("head_motion", rotation_spread)
     assert spreads[0] < spreads[1] < spreads[2]
     assert spreads[2] > 2.5 * spreads[0]
+    x = wobbling_latents()
+    loud = np.full(len(x), 0.1)
     steer, probe = steering()
     assert rotation_spread(probe, x) == pytest.approx(rotation_spread(probe, steer.apply(x, loud, None)))
 
