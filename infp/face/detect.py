@@ -9,7 +9,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -131,10 +131,15 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 
 class _QuietGraph:
-    """A mediapipe graph whose first ``process`` call (graph start-up) runs with native stderr silenced."""
+    """A mediapipe graph built, and first run, with native stderr silenced.
 
-    def __init__(self, graph: Any) -> None:
-        self.graph = graph
+    Its calculators open on mediapipe's own threads while the graph is built and until the first ``process`` call
+    returns; their start-up warnings can land anywhere in that span.
+    """
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        with _native_stderr_silenced():
+            self.graph = build()
         self.started = False
 
     def process(self, inputs: Any) -> Any:
@@ -152,7 +157,7 @@ class _QuietGraph:
 def _make_mesh(static: bool, max_faces: int, min_confidence: float) -> Any:
     """A mediapipe face-mesh graph that also returns its face detections (for the scores)."""
     solution_base, face_mesh, _ = _import_mediapipe()
-    return _QuietGraph(solution_base.SolutionBase(
+    return _QuietGraph(lambda: solution_base.SolutionBase(
         binary_graph_path=face_mesh._BINARYPB_FILE_PATH,
         side_inputs={"num_faces": max_faces, "with_attention": True, "use_prev_landmarks": not static},
         calculator_params={
@@ -275,7 +280,7 @@ class FaceDetector:
         """Full-range (model_selection=1) detection boxes in ``image`` pixels with their scores."""
         if self._full_range is None:
             _, _, face_detection = _import_mediapipe()
-            self._full_range = _QuietGraph(face_detection.FaceDetection(
+            self._full_range = _QuietGraph(lambda: face_detection.FaceDetection(
                 model_selection=1, min_detection_confidence=self.min_confidence
             ))
         result = self._full_range.process(np.ascontiguousarray(image))
