@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
 SHARED = REPO.parent / "shared" / "data"
+# mediapipe's C++ start-up lines (absl/glog format); the CLI silences them, but they come from its own threads
+NATIVE_LOG = re.compile(r"^(INFO: Created TensorFlow Lite|WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d:\d\d)")
+
+
+@pytest.fixture(scope="session")
+def own_lines():
+    """The lines of a stderr text that infp wrote (mediapipe's native start-up log lines left out)."""
+    return lambda text: [x for x in text.strip().splitlines() if not NATIVE_LOG.match(x)]
+
+
+@pytest.fixture(scope="session")
+def one_error_line(own_lines):
+    """The one line infp wrote to stderr; fails if there are more, or a traceback."""
+    def check(text: str) -> str:
+        lines = own_lines(text)
+        assert len(lines) == 1 and "Traceback" not in text, text
+        return lines[0]
+    return check
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 import hashlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -21,9 +20,6 @@ from infp.errors import InfpError, SettingsError
 from infp.io import read_audio, write_wav
 from infp.pipelines.render import RenderSettings
 
-# mediapipe's C++ start-up lines (absl/glog format); the CLI silences them, but they come from its own threads
-NATIVE_LOG = re.compile(r"^(INFO: Created TensorFlow Lite|WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d:\d\d)")
-
 
 @pytest.fixture(scope="module")
 def voices(tmp_path_factory, samples):
@@ -33,12 +29,6 @@ def voices(tmp_path_factory, samples):
     write_wav(folder / "dialogue.wav", dlg)
     write_wav(folder / "self.wav", dlg[0, :SAMPLE_RATE])
     return folder
-
-
-def _one_error_line(text: str) -> str:
-    lines = [x for x in text.strip().splitlines() if not NATIVE_LOG.match(x)]
-    assert len(lines) == 1 and "Traceback" not in text, text
-    return lines[0]
 
 
 BAD_OPTIONS = [
@@ -79,11 +69,11 @@ REQUIRED = {"render": ["--portrait", "p.jpg", "--out", "o.mp4"], "reenact": ["--
 
 
 @pytest.mark.parametrize("argv,option", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
-def test_bad_numbers_fail_at_parse_time_in_one_line(argv, option, capsys):
+def test_bad_numbers_fail_at_parse_time_in_one_line(argv, option, capsys, one_error_line):
     with pytest.raises(SystemExit) as e:
         main([*argv, *REQUIRED.get(argv[0], [])])
     assert e.value.code == 2
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert line.startswith(f"infp {argv[0]}: error: argument {option}") and argv[-1] in line, line
 
 
@@ -170,47 +160,47 @@ BROKEN = ["truncated weights", "pickle renamed", "shapes", "missing key", "nan w
 
 
 @pytest.mark.parametrize("kind", BROKEN)
-def test_broken_checkpoint_is_one_line_naming_the_file(kind, tmp_path, tiny_weights, voices, samples, capsys):
+def test_broken_checkpoint_is_one_line_naming_the_file(kind, tmp_path, tiny_weights, voices, samples, capsys, one_error_line):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_weights, ckpt)
     culprit = _break(kind, ckpt)
     code = main(["render", "--portrait", str(samples / "portraits" / "lp_s1.jpg"), "--audio", str(voices / "dialogue.wav"),
                  "--out", str(tmp_path / "o.mp4"), "--checkpoint", str(ckpt), "--quiet"])
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert code == 1 and line.startswith(f"infp: error: {culprit}:"), line
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_reenact_and_render_name_the_checkpoint_folder_problem(tmp_path, tiny_weights, samples, voices, capsys):
+def test_reenact_and_render_name_the_checkpoint_folder_problem(tmp_path, tiny_weights, samples, voices, capsys, one_error_line):
     portrait = str(samples / "portraits" / "lp_s1.jpg")
     base = ["--portrait", portrait, "--out", str(tmp_path / "o.mp4"), "--quiet"]
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_weights, ckpt)
     _break("truncated weights", ckpt)
     assert main(["reenact", *base, "--driving", str(samples / "video" / "lp_s29.mp4"), "--checkpoint", str(ckpt / "stage1")]) == 1
-    assert "model.safetensors: cannot read weights" in _one_error_line(capsys.readouterr().err)
+    assert "model.safetensors: cannot read weights" in one_error_line(capsys.readouterr().err)
     assert main(["render", *base, "--audio", str(voices / "dialogue.wav"), "--checkpoint", str(tiny_weights / "stage1")]) == 1
-    assert "single-stage checkpoint" in _one_error_line(capsys.readouterr().err)
+    assert "single-stage checkpoint" in one_error_line(capsys.readouterr().err)
     assert main(["render", *base, "--audio", str(voices / "dialogue.wav"), "--checkpoint", str(tmp_path / "nothing")]) == 1
-    assert _one_error_line(capsys.readouterr().err) == f"infp: error: {tmp_path / 'nothing'}: checkpoint folder not found"
+    assert one_error_line(capsys.readouterr().err) == f"infp: error: {tmp_path / 'nothing'}: checkpoint folder not found"
 
 
 def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, samples, tiny_weights, voices, capsys):
+def test_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, samples, tiny_weights, voices, capsys, one_error_line):
     video = tmp_path / "talk.mp4"
     shutil.copy(samples / "video" / "lp_s29.mp4", video)
     before = _digest(video)
     portrait = str(samples / "portraits" / "lp_s1.jpg")
     code = main(["reenact", "--portrait", portrait, "--driving", str(video), "--out", str(video),
                  "--checkpoint", str(tiny_weights / "stage1"), "--quiet"])
-    assert code == 1 and "is also an input (--driving)" in _one_error_line(capsys.readouterr().err)
+    assert code == 1 and "is also an input (--driving)" in one_error_line(capsys.readouterr().err)
     os.link(video, tmp_path / "same.mp4")  # another name for the same file
     code = main(["render", "--portrait", portrait, "--self", str(video), "--out", str(tmp_path / "same.mp4"),
                  "--checkpoint", str(tiny_weights), "--quiet"])
-    assert code == 1 and "is also an input (--self)" in _one_error_line(capsys.readouterr().err)
+    assert code == 1 and "is also an input (--self)" in one_error_line(capsys.readouterr().err)
     from infp.errors import OutputError
     from infp.pipelines.render import Pipeline
 
@@ -220,7 +210,7 @@ def test_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, samples
 
 
 @pytest.mark.parametrize("command", ["render", "reenact", "demo"])
-def test_one_container_policy_for_every_command(command, tmp_path, samples, tiny_weights, voices, capsys):
+def test_one_container_policy_for_every_command(command, tmp_path, samples, tiny_weights, voices, capsys, one_error_line):
     out = tmp_path / "out.avi"
     portrait = str(samples / "portraits" / "lp_s1.jpg")
     argv = {"render": ["render", "--portrait", portrait, "--audio", str(voices / "dialogue.wav"), "--out", str(out),
@@ -230,19 +220,19 @@ def test_one_container_policy_for_every_command(command, tmp_path, samples, tiny
             "demo": ["demo", "--simulate", "--audio", str(voices / "dialogue.wav"), "--record", str(out),
                      "--checkpoint", str(tiny_weights)]}[command]
     assert main([*argv, "--quiet"]) == 1
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert line == f"infp: error: {out}: output must be an .mp4 file (H.264 + AAC), got '.avi'"
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("where", ["under a file", "/proc"])
-def test_unwritable_out_folder_is_named_up_front(where, tmp_path, samples, tiny_weights, voices, capsys):
+def test_unwritable_out_folder_is_named_up_front(where, tmp_path, samples, tiny_weights, voices, capsys, one_error_line):
     (tmp_path / "file.txt").write_text("a file, not a folder")
     out = tmp_path / "file.txt" / "out.mp4" if where == "under a file" else "/proc/infp-out/out.mp4"
     for argv in (["render", "--audio", str(voices / "dialogue.wav"), "--checkpoint", str(tiny_weights)],
                  ["reenact", "--driving", str(samples / "video" / "lp_s29.mp4"), "--checkpoint", str(tiny_weights / "stage1")]):
         code = main([*argv, "--portrait", str(samples / "portraits" / "lp_s1.jpg"), "--out", str(out), "--quiet"])
-        line = _one_error_line(capsys.readouterr().err)
+        line = one_error_line(capsys.readouterr().err)
         assert code == 1
         if where == "under a file":
             blocker = tmp_path / "file.txt"
@@ -251,13 +241,13 @@ def test_unwritable_out_folder_is_named_up_front(where, tmp_path, samples, tiny_
             assert line.startswith("infp: error: /proc: cannot write into this folder")
 
 
-def test_truncated_audio_fails_the_render(tmp_path, samples, tiny_weights, voices, capsys):
+def test_truncated_audio_fails_the_render(tmp_path, samples, tiny_weights, voices, capsys, one_error_line):
     cut = tmp_path / "cut.wav"
     cut.write_bytes((voices / "dialogue.wav").read_bytes()[:3000])
     code = main(["render", "--portrait", str(samples / "portraits" / "lp_s1.jpg"), "--audio", str(cut),
                  "--out", str(tmp_path / "o.mp4"), "--checkpoint", str(tiny_weights), "--quiet"])
     assert code == 1
-    assert _one_error_line(capsys.readouterr().err) == f"infp: error: {cut}: truncated: header says 2.00 s, file holds 0.05 s"
+    assert one_error_line(capsys.readouterr().err) == f"infp: error: {cut}: truncated: header says 2.00 s, file holds 0.05 s"
     assert not (tmp_path / "o.mp4").exists()
 
 
@@ -302,12 +292,12 @@ def _long_render(tmp_path, samples, tiny_weights, seconds: int = 20) -> tuple[su
 
 
 @pytest.mark.slow
-def test_sigterm_midway_cleans_up_and_says_so(tmp_path, samples, tiny_weights):
+def test_sigterm_midway_cleans_up_and_says_so(tmp_path, samples, tiny_weights, one_error_line):
     proc, out_dir = _long_render(tmp_path, samples, tiny_weights)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
-    assert _one_error_line(err) == "infp: terminated"
+    assert one_error_line(err) == "infp: terminated"
     assert list(out_dir.iterdir()) == []
 
 

@@ -32,12 +32,6 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "infp.cli", *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
-def _one_error_line(res):
-    lines = [x for x in res.stderr.strip().splitlines() if not x.startswith("INFO: Created TensorFlow Lite XNNPACK delegate")]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    return lines[0]
-
-
 def test_render_settings_take_controls_in_every_form():
     assert RenderSettings().controls == Controls() and not RenderSettings().controls
     text = RenderSettings(controls="warm,smile=0.2").controls
@@ -123,34 +117,35 @@ def test_cli_controls_merge_in_order_and_are_reported(tmp_path, samples, control
                                         "listen_control": "smile=0.3,brow=1"}
 
 
-def test_cli_refuses_controls_for_weights_without_them_and_bad_values(tmp_path, samples, tiny_weights, dialogue):
+def test_cli_refuses_controls_for_weights_without_them_and_bad_values(tmp_path, samples, tiny_weights, dialogue,
+                                                                     one_error_line):
     out = tmp_path / "o.mp4"
     base = ["render", "--portrait", samples / "portraits" / "lp_s1.jpg", "--self", dialogue / "self.wav",
             "--out", out, "--checkpoint", tiny_weights, "--steps", "1", "--quiet"]
     for extra in (["--preset", "warm"], ["--speak-control", "smile=0.4"]):
         res = _cli(*base, *extra)
-        line = _one_error_line(res)
+        line = one_error_line(res.stderr)
         assert res.returncode == 1 and line.startswith("infp: error:") and str(tiny_weights / "stage2") in line, line
         assert "trained without controls" in line
     for extra, needle in [(["--control", "smile=3"], "must be in [0, 1]"), (["--control", "grin=0.5"], "unknown control"),
                           (["--speak-control", "warm"], "sets both"), (["--preset", "jolly"], "invalid choice"),
                           (["--listen-control", "listen.smile=x"], "not a number")]:
         res = _cli(*base, *extra)
-        line = _one_error_line(res)
+        line = one_error_line(res.stderr)
         assert res.returncode == 2 and needle in line, line
     res = _cli(*base, "--style-video", tmp_path / "missing.mp4")
-    assert res.returncode == 1 and "missing.mp4: file not found" in _one_error_line(res)
+    assert res.returncode == 1 and "missing.mp4: file not found" in one_error_line(res.stderr)
     ref = tmp_path / "ref.mp4"
     shutil.copy(samples / "video" / "lp_s29.mp4", ref)
     res = _cli(*[ref if a == out else a for a in base], "--style-video", ref)
-    assert res.returncode == 1 and "is also an input (--style-video)" in _one_error_line(res)
+    assert res.returncode == 1 and "is also an input (--style-video)" in one_error_line(res.stderr)
     assert ref.stat().st_size == (samples / "video" / "lp_s29.mp4").stat().st_size
     assert not out.exists() and not out.with_suffix(".json").exists()
     # the live demo takes the same flags and refuses them the same way
     rec = tmp_path / "live.mp4"
     res = _cli("demo", "--simulate", "--portrait", samples / "portraits" / "lp_s1.jpg", "--self", dialogue / "self.wav",
                "--checkpoint", tiny_weights, "--record", rec, "--preset", "calm", "--quiet")
-    line = _one_error_line(res)
+    line = one_error_line(res.stderr)
     assert res.returncode == 1 and "trained without controls" in line, line
     assert not rec.exists()
 
