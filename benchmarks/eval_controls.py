@@ -59,7 +59,9 @@ def summarise(lms: np.ndarray, rest: np.ndarray, speaking: np.ndarray, self_only
     out["frame_std"] = {name: float(np.nanstd(m[:, MEASURES.index(name)])) for name in MEASURES}
     opening = mouth_opening(lms)
     change = np.abs(np.diff(opening, prepend=opening[:1]))
-    out["mouth_change_self_over_other"] = float(np.nanmean(change[self_only]) / max(np.nanmean(change[other_only]), 1e-6))
+    out["mouth_change_self"] = float(np.nanmean(change[self_only]))
+    out["mouth_change_other"] = float(np.nanmean(change[other_only]))
+    out["mouth_change_self_over_other"] = out["mouth_change_self"] / max(out["mouth_change_other"], 1e-6)
     out["mouth_opening_listening"] = float(np.nanmean(opening[other_only]))
     return out
 

@@ -25,6 +25,13 @@ from infp.models.motion_dit import MotionDiT
 from infp.models.motion_guider import MotionGuider
 from infp.models.pretrained import Pretrained
 
+LIP_CLOSE_MARGIN = 2.0
+"""Where the voice reads as silence, the mouth probe's reading is brought down to this many standard deviations
+of the mouth opening below the rest latent's (the portrait's own mouth, which may be ajar): a slightly open
+mouth makes its inner-lip gap flicker from frame to frame, which a viewer sees as mouth motion while the face
+listens. Measured in docs/RESULTS.md ("A closed mouth in silence"): margin 0 / 2 / 3 gave lip-sync r 0.409 / 0.425
+/ 0.425 on the own first frame and 0.424 / 0.443 / 0.446 on lp_s1, and lp_s1's listening mouth stays closed."""
+
 
 class AudioToMotionNet(Pretrained):
     """Audio encoder + motion guider + motion DiT, with the null guidance used for classifier-free guidance."""
@@ -159,11 +166,12 @@ class AudioToMotionNet(Pretrained):
         ``lip_lead``: the lips move ahead of the voice); ``silence`` its value for a silent channel
         (``LipReader.silence_reading``, computed when None).
 
-        The target is the rest latent's mouth (offset 0, closed) plus ``lip_gain`` times what the reader
-        hears above silence: a regression's read-out of silence is shrunk toward the mean, above the closed
-        mouth, so silence itself must read as closed. Where the voice reads as silence or quieter, the mouth
-        is only closed, never opened: there the probe's reading of the generated frame is noise, and pulling
-        it up to the rest value would draw that noise as mouth motion while the face listens.
+        The target is the rest latent's mouth (offset 0) plus ``lip_gain`` times what the reader hears above
+        silence: a regression's read-out of silence is shrunk toward the mean, above the closed mouth, so
+        silence itself must read as closed. Where the voice reads as silence or quieter, the mouth is only
+        closed, never opened, down to ``LIP_CLOSE_MARGIN`` below the rest mouth: there the probe's reading of
+        the generated frame is noise, and pulling it up would draw that noise as mouth motion while the face
+        listens.
         """
         if strength <= 0 or not self.can_follow_lips:
             return x
@@ -173,8 +181,9 @@ class AudioToMotionNet(Pretrained):
         called = bias + self.lip_gain * (heard.to(x.dtype) - silence)
         axis = self.mouth_axis.to(x.dtype)
         now = x @ probe + bias
+        closed = bias - LIP_CLOSE_MARGIN
         delta = torch.maximum(called, bias) - now
-        delta = torch.where(called <= bias, delta.clamp(max=0.0), delta)
+        delta = torch.where(called <= bias, (closed - now).clamp(max=0.0), delta)
         step = strength * delta / (axis @ probe)
         return x + step[..., None] * axis
 

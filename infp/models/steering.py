@@ -93,12 +93,17 @@ class ControlSteering:
     levels that control values 0 and 1 stand for (the weights' ``control_lo`` / ``control_hi``).
     """
 
-    def __init__(self, probe: torch.Tensor, axis: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> None:
+    def __init__(self, probe: torch.Tensor, axis: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                 hold_probe: torch.Tensor | None = None, hold_axis: torch.Tensor | None = None) -> None:
         self.w = probe[:, :-1].double().cpu().numpy()
         self.b = probe[:, -1].double().cpu().numpy()
         a = axis.double().cpu().numpy()
-        # latent change that moves the probed measures by delta (6,): axis^T (W axis^T)^-1 delta
-        self.move = a.T @ np.linalg.inv(self.w @ a.T)  # (D, 6)
+        w = self.w
+        if hold_probe is not None:  # one more read-out (the mouth's) that steering must leave as it is
+            w = np.concatenate([w, hold_probe[:-1].double().cpu().numpy()[None]])
+            a = np.concatenate([a, hold_axis.double().cpu().numpy()[None]])
+        # latent change that moves the probed measures by delta (6,) and the held one by 0: axis^T (W axis^T)^-1 delta
+        self.move = (a.T @ np.linalg.inv(w @ a.T))[:, : len(self.w)]  # (D, 6)
         self.lo = lo.double().cpu().numpy()
         self.hi = hi.double().cpu().numpy()
         self.reset()

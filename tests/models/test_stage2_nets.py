@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from infp.models.audio_to_motion import AudioToMotionNet
+from infp.models.audio_to_motion import LIP_CLOSE_MARGIN, AudioToMotionNet
 from infp.models.motion_guider import MotionGuider
 from infp.runtime.motion import MotionStream, generate_motion
 
@@ -155,11 +155,14 @@ def test_lip_following_sets_the_mouth_probe_to_what_the_reader_hears_above_silen
     called = bias + 2.0 * (heard - silence)
     speech = called > bias
     assert 0 < speech.sum() < speech.numel()
-    # above silence: the probe reads what the voice calls for; at or below it: closed, never opened
-    expected = torch.where(speech, called, torch.minimum(now, bias))
+    # above silence: the probe reads what the voice calls for; at or below it: closed to LIP_CLOSE_MARGIN below
+    # the rest mouth, never opened
+    closed = bias - LIP_CLOSE_MARGIN
+    expected = torch.where(speech, called, torch.minimum(now, closed))
     torch.testing.assert_close(out @ probe + bias, expected, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(net.follow_lips(x, torch.full_like(heard, silence), 1.0) @ probe + bias,
-                               torch.minimum(now, bias), atol=1e-4, rtol=1e-4)
+    quiet = net.follow_lips(x, torch.full_like(heard, silence), 1.0) @ probe + bias
+    torch.testing.assert_close(quiet, torch.minimum(now, closed), atol=1e-4, rtol=1e-4)
+    assert LIP_CLOSE_MARGIN > 0 and (now > closed).any() and (now < closed).any()  # both cases were exercised
     torch.testing.assert_close(net.follow_lips(x, heard, 1.0, silence=silence), out)
     # the change is along the mouth axis only
     delta = (out - x).reshape(-1, 8)

@@ -78,6 +78,24 @@ def test_a_level_control_brings_its_measure_to_the_target_and_holds_the_others()
     assert np.allclose(out[:, others], plain[:, others], atol=1e-6)
 
 
+def test_steering_leaves_a_held_read_out_as_it_is():
+    """The mouth's probe, handed over as a held read-out: steering smile and head motion does not move it."""
+    probe, axes, _ = fit_measure_axes(synthetic_tracks()[0], ridge=1e-6)
+    rng = np.random.default_rng(5)
+    mouth = torch.from_numpy(np.concatenate([rng.standard_normal(D), [0.2]]))
+    axis = mouth[:-1] + 0.3 * torch.from_numpy(rng.standard_normal(D))
+    steer = ControlSteering(torch.from_numpy(probe), torch.from_numpy(axes), LO, HI)
+    held = ControlSteering(torch.from_numpy(probe), torch.from_numpy(axes), LO, HI, mouth, axis)
+    x = wobbling_latents()
+    loud = np.full(len(x), 0.1)
+    ctl = controls(smile=1.0, head_motion=1.0, eyes=0.0)
+    free, kept = steer.apply(x, loud, ctl), held.apply(x, loud, ctl)
+    m = mouth[:-1].numpy()
+    assert np.abs((free - x) @ m).max() > 1e-3  # unheld, steering moves the mouth's reading
+    assert np.allclose((kept - x) @ m, 0.0, atol=1e-9)
+    assert np.allclose(readings(probe, kept), readings(probe, free), atol=1e-9)  # the steered measures alike
+
+
 def sweep(name, measure, values=(0.0, 0.5, 1.0)):
     """``measure(probe, steered latents)`` for a fresh steering state at each setting of control ``name``."""
     x = wobbling_latents()
