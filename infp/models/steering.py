@@ -14,7 +14,7 @@ the gap directly in the latent space, as lip following does for the mouth:
   level, keeping the frame-to-frame motion; ``head_motion`` scales the head rotation's deviations from its
   running mean by the ratio of the target spread to the running spread. The latent moves along a
   combination of the axes that changes the steered measures by exactly that and leaves the other probed
-  measures as they were.
+  measures, and the mouth probe's reading, as they were.
 
 Everything is causal and per frame, so a stream fed in chunks gives the offline result.
 """
@@ -90,7 +90,9 @@ class ControlSteering:
     """Per-frame steering state of one conversation (``MotionStream`` holds one).
 
     ``probe`` (6, D + 1) and ``axis`` (6, D) as ``fit_measure_axes`` gives them; ``lo`` / ``hi`` (K,) the raw
-    levels that control values 0 and 1 stand for (the weights' ``control_lo`` / ``control_hi``).
+    levels that control values 0 and 1 stand for (the weights' ``control_lo`` / ``control_hi``);
+    ``hold_probe`` (D + 1) and ``hold_axis`` (D), optional: one more read-out that steering leaves as it is
+    (``MotionStream`` passes the mouth's, so that the lip reader alone sets the mouth).
     """
 
     def __init__(self, probe: torch.Tensor, axis: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
