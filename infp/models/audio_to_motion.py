@@ -181,9 +181,7 @@ class AudioToMotionNet(Pretrained):
         called = bias + self.lip_gain * (heard.to(x.dtype) - silence)
         axis = self.mouth_axis.to(x.dtype)
         now = x @ probe + bias
-        closed = bias - LIP_CLOSE_MARGIN
-        delta = torch.maximum(called, bias) - now
-        delta = torch.where(called <= bias, (closed - now).clamp(max=0.0), delta)
+        delta = torch.where(called > bias, called - now, (bias - LIP_CLOSE_MARGIN - now).clamp(max=0.0))
         step = strength * delta / (axis @ probe)
         return x + step[..., None] * axis
 

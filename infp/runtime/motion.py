@@ -28,8 +28,6 @@ the rendered head motion and smile by about half of what 4 does (docs/RESULTS.md
 
 CONTROL_STEER = 1.0
 """Default strength of control steering (``infp.models.steering``): the controls' targets are met in full."""
-STEER_HOLDS_MOUTH = True
-"""Steering leaves the mouth probe's reading as it is (the lip reader alone sets the mouth)."""
 
 
 class MotionStream:
@@ -45,7 +43,8 @@ class MotionStream:
         self.control_steer = float(control_steer)
         self._steering = None
         if net.can_steer:
-            hold = (net.mouth_probe, net.mouth_axis) if net.can_follow_lips and STEER_HOLDS_MOUTH else (None, None)
+            # steering leaves the mouth probe's reading as it is: the lip reader alone sets the mouth
+            hold = (net.mouth_probe, net.mouth_axis) if net.can_follow_lips else (None, None)
             self._steering = ControlSteering(net.measure_probe, net.measure_axis, net.control_lo, net.control_hi, *hold)
         # how far each generated mouth follows the lip reader (None: the weights' own ``lip_follow``)
         self.lip_follow = net.lip_follow if lip_follow is None else float(lip_follow)
