@@ -110,7 +110,8 @@ def face_reaction(pipe, portrait, own, other, onset_s: list[float], steps: int, 
 
     pt = load_portrait(portrait, size)
     src = pipe.stage1.source(pt)
-    stream = MotionStream(pipe.stage2, src.motion[0], steps=steps, device=pipe.device)
+    stream = MotionStream(pipe.stage2, src.motion[0], steps=steps, device=pipe.device,
+                          decode_keypoints=pipe.stage1.decode_keypoints)
     hop = stream.window * SAMPLES_PER_FRAME
     pos, motion, picture = 0, [], []
     for t in onset_s:

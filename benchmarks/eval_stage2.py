@@ -58,7 +58,8 @@ def evaluate(pipe: Pipeline, probe, portrait: Path, own: np.ndarray, other: np.n
     pt = load_portrait(portrait, pipe.size)
     src = pipe.stage1.source(pt)
     neutral = src.motion[0]
-    lat = [generate_motion(pipe.stage2, own, other, neutral, steps=steps, seed=s, lip_follow=lip_follow) for s in seeds]
+    lat = [generate_motion(pipe.stage2, own, other, neutral, steps=steps, seed=s, lip_follow=lip_follow,
+                           decode_keypoints=pipe.stage1.decode_keypoints) for s in seeds]
     probe_open = np.mean([probe(x) for x in lat], axis=0)
     result = {"frames": {k: int(m.sum()) for k, m in masks.items()},
               "latent_probe": _summary(probe_open, probe.spread, masks)}

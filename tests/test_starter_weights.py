@@ -93,7 +93,8 @@ def test_starter_mouth_follows_held_out_speakers_better_than_their_loudness(shar
         frames.close()
         rest = pipe.stage1.source(load_portrait(first, pipe.size)).motion[0]
         for key, follow in (("follow", None), ("off", 0.0)):
-            lat = generate_motion(pipe.stage2, speech, np.zeros_like(speech), rest, seed=0, lip_follow=follow)
+            lat = generate_motion(pipe.stage2, speech, np.zeros_like(speech), rest, seed=0, lip_follow=follow,
+                                  decode_keypoints=pipe.stage1.decode_keypoints)
             with torch.inference_mode():
                 mouth = keypoint_mouth_opening(pipe.stage1.net.decode_keypoints(torch.from_numpy(lat))).numpy()
             scores[key].append(best_lag_r(mouth[: len(real)], real)[0])
@@ -127,3 +128,41 @@ def test_starter_controls_move_their_own_rendered_measure(samples):
         return float(np.sqrt(np.mean(np.nanvar(m[:, list(ROTATION)], axis=0))))
 
     assert motion(measures("head_motion=1")) > 1.5 * motion(measures("head_motion=0"))
+
+
+def test_a_listening_mouth_is_held_where_each_portraits_lips_meet(samples):
+    """In silence the mouth is held closed at the portrait's own closed mouth: lp_s1 (lips parted in the
+    photograph) closes by most of ``LIP_CLOSE_MARGIN``, lp_s5 (lips already meeting) stays at its rest mouth
+    instead of being pushed past closed, where the decoded inner lips would cross and read as open."""
+    import torch
+
+    from infp.models.audio_to_motion import LIP_CLOSE_MARGIN
+    from infp.models.keypoints import keypoint_lip_gap, keypoint_mouth_opening
+    from infp.pipelines.render import Pipeline
+    from infp.runtime.motion import generate_motion
+    from infp.runtime.portrait import load_portrait
+
+    pipe = Pipeline.from_pretrained(WEIGHTS)
+    net, decode = pipe.stage2, pipe.stage1.decode_keypoints
+    bias = float(net.mouth_probe[-1])
+    partner = read_audio(samples / "audio" / "dialogue.flac")[0, : 8 * 16000]
+    kinds = set()
+    for name in ("lp_s1", "lp_s5", "hallo_1"):
+        rest = pipe.stage1.source(load_portrait(samples / "portraits" / f"{name}.jpg", pipe.size)).motion[0]
+        rest_kp = decode(rest[None])
+        closed = net.closed_mouth(rest, decode)
+        assert bias - LIP_CLOSE_MARGIN <= closed <= bias
+        if float(keypoint_lip_gap(rest_kp)[0]) <= 0:  # lp_s5: already closed
+            kinds.add("closed at rest")
+            assert closed == bias, name
+        else:  # the decoded lips meet at the held reading
+            kinds.add("parted at rest")
+            assert closed < bias - 1.0, name
+            step = (closed - bias) / float(net.mouth_axis @ net.mouth_probe[:-1]) * net.mouth_axis * net.motion_scale
+            assert abs(float(keypoint_lip_gap(decode((rest + step)[None]))[0])) < 0.002, name
+        lat = generate_motion(net, np.zeros_like(partner), partner, rest, seed=0, decode_keypoints=decode)
+        kp = decode(torch.from_numpy(lat))
+        # the issue's bound: the listening mouth opens no more than the portrait's rest mouth + 0.03
+        assert float(keypoint_mouth_opening(kp).mean() - keypoint_mouth_opening(rest_kp)[0]) <= 0.03, name
+        assert abs(float(keypoint_lip_gap(kp).mean())) < 0.015, name  # closed, not crossed
+    assert kinds == {"closed at rest", "parted at rest"}  # both cases were exercised

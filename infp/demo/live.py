@@ -393,7 +393,8 @@ def warm_up(pipe, portraits: dict[int, Portrait], render_batch: int = 1) -> None
     for i, pt in enumerate(portraits.values()):
         src = pipe.stage1.source(pt)
         if i == 0:
-            stream = MotionStream(pipe.stage2, src.motion[0], steps=2, device=pipe.device)
+            stream = MotionStream(pipe.stage2, src.motion[0], steps=2, device=pipe.device,
+                                  decode_keypoints=pipe.stage1.decode_keypoints)
             silence = np.zeros(2 * stream.window * SAMPLES_PER_FRAME, np.float32)
             stream.push(silence, silence)
         for _ in range(2):

@@ -14,6 +14,9 @@ corpus percentiles that map the raw measures to 0..1 (set from the training data
 
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,16 +24,18 @@ from infp.audio.features import AudioEncoder
 from infp.audio.lipreader import LipReader
 from infp.audio.phones import PHONES
 from infp.face.expression import CONTROL_NAMES, KINDS, MEASURES
+from infp.models.keypoints import keypoint_lip_gap
 from infp.models.motion_dit import MotionDiT
 from infp.models.motion_guider import MotionGuider
 from infp.models.pretrained import Pretrained
 
 LIP_CLOSE_MARGIN = 2.0
-"""Where the voice reads as silence, the mouth probe's reading is brought down to this many standard deviations
-of the mouth opening below the rest latent's (the portrait's own mouth, which may be ajar): a slightly open
-mouth makes its inner-lip gap flicker from frame to frame, which a viewer sees as mouth motion while the face
-listens. Measured in docs/RESULTS.md ("A closed mouth in silence"): margin 0 / 2 / 3 gave lip-sync r 0.409 / 0.425
-/ 0.425 on the own first frame and 0.424 / 0.443 / 0.446 on lp_s1, and lp_s1's listening mouth stays closed."""
+"""Where the voice reads as silence, the mouth probe's reading is held at most this many standard deviations of
+the mouth opening below the rest latent's (the portrait's own mouth, which may be ajar): a slightly open mouth
+makes its inner-lip gap flicker from frame to frame, which a viewer sees as mouth motion while the face listens.
+With the stage-1 keypoint decoder known, the hold stops where the portrait's inner lips meet
+(``AudioToMotionNet.closed_mouth``). Measured in docs/RESULTS.md ("A closed mouth in silence" and "Closed
+where the lips meet")."""
 
 
 class AudioToMotionNet(Pretrained):
@@ -160,30 +165,61 @@ class AudioToMotionNet(Pretrained):
         return self.lip_lead + self.lip_reader.ahead
 
     def follow_lips(self, x: torch.Tensor, heard: torch.Tensor, strength: float,
-                    silence: float | None = None) -> torch.Tensor:
+                    silence: float | None = None, closed: float | None = None) -> torch.Tensor:
         """Move generated offsets ``x`` (B, T, D) along the mouth axis toward the mouth the voice calls for,
         ``strength`` of the way. ``heard`` (B, T) is the lip reader's value for each frame (of frame t +
         ``lip_lead``: the lips move ahead of the voice); ``silence`` its value for a silent channel
-        (``LipReader.silence_reading``, computed when None).
+        (``LipReader.silence_reading``, computed when None); ``closed`` the mouth probe's reading of the
+        portrait's closed mouth (``closed_mouth``; None: ``LIP_CLOSE_MARGIN`` below the rest mouth).
 
         The target is the rest latent's mouth (offset 0) plus ``lip_gain`` times what the reader hears above
         silence: a regression's read-out of silence is shrunk toward the mean, above the closed mouth, so
-        silence itself must read as closed. Where the voice reads as silence or quieter, the mouth is only
-        closed, never opened, down to ``LIP_CLOSE_MARGIN`` below the rest mouth: there the probe's reading of
-        the generated frame is noise, and pulling it up would draw that noise as mouth motion while the face
-        listens.
+        silence itself must read as closed. Where the voice reads as silence or quieter, the target is the
+        closed mouth itself: there the probe's reading of the generated frame is noise, and following it
+        would draw that noise as mouth motion while the face listens.
         """
         if strength <= 0 or not self.can_follow_lips:
             return x
         if silence is None:
             silence = self.lip_reader.silence_reading()
         probe, bias = self.mouth_probe[:-1].to(x.dtype), self.mouth_probe[-1].to(x.dtype)
+        if closed is None:
+            closed = bias - LIP_CLOSE_MARGIN
         called = bias + self.lip_gain * (heard.to(x.dtype) - silence)
         axis = self.mouth_axis.to(x.dtype)
         now = x @ probe + bias
-        delta = torch.where(called > bias, called - now, (bias - LIP_CLOSE_MARGIN - now).clamp(max=0.0))
+        delta = torch.where(called > bias, called, torch.as_tensor(closed, dtype=x.dtype)) - now
         step = strength * delta / (axis @ probe)
         return x + step[..., None] * axis
+
+    @torch.no_grad()
+    def closed_mouth(self, rest: torch.Tensor, decode_keypoints: Callable[[torch.Tensor], torch.Tensor] | None = None
+                     ) -> float:
+        """The mouth probe's reading at which the portrait's mouth is closed, for ``follow_lips``: from the
+        rest mouth down along the mouth axis to where the inner lips of the decoded keypoints meet
+        (``decode_keypoints``: the stage-1 keypoint decoder, CPU latents (B, D) -> keypoints (B, K, 2), e.g.
+        ``Stage1Runner.decode_keypoints``), at most
+        ``LIP_CLOSE_MARGIN`` below the rest mouth, never above it. Without keypoints, ``LIP_CLOSE_MARGIN`` below."""
+        bias = float(self.mouth_probe[-1])
+        if decode_keypoints is None or not self.can_follow_lips:
+            return bias - LIP_CLOSE_MARGIN
+        margins = torch.linspace(0.0, LIP_CLOSE_MARGIN, 41)
+        probe, axis = self.mouth_probe[:-1].float().cpu(), self.mouth_axis.float().cpu()
+        steps = -margins[:, None] / (axis @ probe) * axis  # offsets that lower the reading by each margin
+        latents = rest.reshape(1, -1).float().cpu() + steps * self.motion_scale.float().cpu()
+        kp = decode_keypoints(latents)
+        if kp is None:
+            return bias - LIP_CLOSE_MARGIN
+        gap = keypoint_lip_gap(kp.float().cpu()).numpy()
+        m = margins.numpy()
+        if gap[0] <= 0:  # already closed at rest
+            return bias
+        below = np.flatnonzero(gap <= 0)
+        if not len(below):
+            return bias - LIP_CLOSE_MARGIN
+        i = int(below[0])  # the lips meet between margins i - 1 and i
+        meet = m[i - 1] + (m[i] - m[i - 1]) * gap[i - 1] / (gap[i - 1] - gap[i])
+        return bias - float(meet)
 
     def style(self, rest: torch.Tensor, spread: torch.Tensor | None = None) -> torch.Tensor:
         """Style vector from a rest latent (B, D) (the portrait's) and optionally the spread (B, D) of a reference clip."""

@@ -63,6 +63,20 @@ def keypoint_mouth_opening(kp: torch.Tensor) -> torch.Tensor:
     return gap / eyes.clamp_min(1e-6)
 
 
+def keypoint_lip_gap(kp: torch.Tensor) -> torch.Tensor:
+    """Signed inner-lip gap over outer-eye distance from keypoints (..., K, 2) -> (...): the lower inner lip's
+    distance below the upper one, across the eye line toward the mouth; negative where the lips cross, which
+    ``keypoint_mouth_opening`` (a distance) would read as open."""
+    upper, lower = kp[..., KEYPOINTS.index(UPPER_INNER_LIP), :], kp[..., KEYPOINTS.index(LOWER_INNER_LIP), :]
+    right, left = kp[..., KEYPOINTS.index(RIGHT_EYE_OUTER), :], kp[..., KEYPOINTS.index(LEFT_EYE_OUTER), :]
+    eyes = left - right
+    normal = torch.stack([-eyes[..., 1], eyes[..., 0]], dim=-1)
+    down = (upper + lower) / 2 - (right + left) / 2
+    normal = normal * torch.sign((normal * down).sum(-1, keepdim=True))
+    length = eyes.norm(dim=-1).clamp_min(1e-6)
+    return ((lower - upper) * normal).sum(-1) / (length * length)
+
+
 def normalise_keypoints(landmarks: np.ndarray, size: int) -> np.ndarray:
     """(478, 2) crop-pixel landmarks (pixel-edge convention) -> (K, 2) float32 in [-1, 1] grid units."""
     pts = np.asarray(landmarks, dtype=np.float32).reshape(-1, 2)[KEYPOINTS]

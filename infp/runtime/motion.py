@@ -13,6 +13,8 @@ of every frame stays within the window's: at most (window - 1) frames.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -36,7 +38,8 @@ class MotionStream:
     def __init__(self, net: AudioToMotionNet, rest: torch.Tensor, spread: torch.Tensor | None = None,
                  steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, device: str | torch.device = "cpu",
                  controls: Controls | None = None, control_scale: float = CONTROL_SCALE,
-                 lip_follow: float | None = None, control_steer: float = CONTROL_STEER) -> None:
+                 lip_follow: float | None = None, control_steer: float = CONTROL_STEER,
+                 decode_keypoints: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.net = net.eval().to(device)
         # how far the controls are held to their level in the latents (control steering; weights with
         # measure axes only)
@@ -53,6 +56,9 @@ class MotionStream:
         self.steps, self.cfg_scale = steps, cfg_scale
         self.schedule = CosineSchedule()
         self.rest = rest.reshape(1, -1).to(self.device)  # (1, D) stage-1 latent of the portrait
+        # the mouth probe's reading of this portrait's closed mouth, held in silence (``decode_keypoints``: the
+        # stage-1 keypoint decoder, so that the hold stops where the portrait's lips meet)
+        self._closed = net.closed_mouth(self.rest[0], decode_keypoints) if net.can_follow_lips else None
         with torch.no_grad():
             self.style = net.style(self.rest, None if spread is None else spread.reshape(1, -1).to(self.device))
         self.seed = seed
@@ -153,7 +159,7 @@ class MotionStream:
             if active:
                 x = torch.from_numpy(steered).to(x)[None]
         if self.delay:
-            x = net.follow_lips(x, self._heard(self.frames_emitted, k), self.lip_follow, self._silence)
+            x = net.follow_lips(x, self._heard(self.frames_emitted, k), self.lip_follow, self._silence, self._closed)
         self.frames_emitted += k
         latents = self.rest + x[0] * net.motion_scale
         return latents.cpu().numpy().astype(np.float32)
@@ -210,10 +216,12 @@ def generate_motion(net: AudioToMotionNet, self_audio: np.ndarray, other_audio: 
                     steps: int = 6, cfg_scale: float = 2.0, seed: int = 0, spread: torch.Tensor | None = None,
                     device: str | torch.device = "cpu", controls: Controls | None = None,
                     control_scale: float = CONTROL_SCALE, lip_follow: float | None = None,
-                    control_steer: float = CONTROL_STEER) -> np.ndarray:
-    """Latents (T, D) for T = ceil(N / 640) frames of dyadic audio (self, other), offline."""
+                    control_steer: float = CONTROL_STEER,
+                    decode_keypoints: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
+    """Latents (T, D) for T = ceil(N / 640) frames of dyadic audio (self, other), offline (``decode_keypoints``
+    as for ``MotionStream``)."""
     n_frames = -(-len(self_audio) // SAMPLES_PER_FRAME)
     stream = MotionStream(net, rest, spread, steps, cfg_scale, seed, device, controls, control_scale, lip_follow,
-                          control_steer)
+                          control_steer, decode_keypoints)
     lat = np.concatenate([stream.push(self_audio, other_audio), stream.flush()])
     return lat[:n_frames]

@@ -71,6 +71,13 @@ class Stage1Runner:
         return self.net.encode_motion(torch.stack([to_tensor(m) for m in masked]).to(self.device))
 
     @torch.inference_mode()
+    def decode_keypoints(self, latents: torch.Tensor) -> torch.Tensor | None:
+        """Keypoints (B, K, 2) on the CPU that the renderer warps with for latents (B, D); None for a net
+        without a keypoint decoder."""
+        kp = self.net.decode_keypoints(latents.to(self.device))
+        return None if kp is None else kp.float().cpu()
+
+    @torch.inference_mode()
     def frames(self, source: SourceCache, latents: torch.Tensor, keypoints: torch.Tensor | None = None) -> torch.Tensor:
         """Frames (B, 3, S, S) float32 in [-1, 1] for latents (B, D) (and optionally keypoints (B, K, 2) to
         warp with), at the runner's precision, whatever its backend."""

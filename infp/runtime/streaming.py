@@ -94,7 +94,8 @@ class StreamingSession:
         self.source = stage1.source(portrait)
         self.motion = MotionStream(stage2, self.source.motion[0], steps=steps, cfg_scale=cfg_scale, seed=seed,
                                    device=self.device, controls=controls, control_scale=control_scale,
-                                   lip_follow=lip_follow, control_steer=control_steer)
+                                   lip_follow=lip_follow, control_steer=control_steer,
+                                   decode_keypoints=stage1.decode_keypoints)
         self.paste_back, self.overlay = paste_back, overlay
         self.vad_threshold = vad_threshold
         self.window = self.motion.window

@@ -139,7 +139,7 @@ def test_a_fitted_lip_reader_is_saved_with_the_weights(tmp_path):
     torch.testing.assert_close(back.lip_reader.weight, net.lip_reader.weight)
 
 
-def test_lip_following_sets_the_mouth_probe_to_what_the_reader_hears_above_silence_and_only_closes_in_silence():
+def test_lip_following_sets_the_mouth_probe_to_what_the_reader_hears_above_silence_and_holds_it_closed_in_silence():
     net = _perturbed(lip_reader=True, lip_gain=2.0, lip_lead=1)
     torch.manual_seed(1)
     with torch.no_grad():
@@ -155,14 +155,17 @@ def test_lip_following_sets_the_mouth_probe_to_what_the_reader_hears_above_silen
     called = bias + 2.0 * (heard - silence)
     speech = called > bias
     assert 0 < speech.sum() < speech.numel()
-    # above silence: the probe reads what the voice calls for; at or below it: closed to LIP_CLOSE_MARGIN below
-    # the rest mouth, never opened
+    # above silence: the probe reads what the voice calls for; at or below it: the closed mouth, by default
+    # LIP_CLOSE_MARGIN below the rest mouth, from frames above it and below it alike
     closed = bias - LIP_CLOSE_MARGIN
-    expected = torch.where(speech, called, torch.minimum(now, closed))
+    expected = torch.where(speech, called, closed)
     torch.testing.assert_close(out @ probe + bias, expected, atol=1e-4, rtol=1e-4)
     quiet = net.follow_lips(x, torch.full_like(heard, silence), 1.0) @ probe + bias
-    torch.testing.assert_close(quiet, torch.minimum(now, closed), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(quiet, torch.full_like(quiet, float(closed)), atol=1e-4, rtol=1e-4)
     assert LIP_CLOSE_MARGIN > 0 and (now > closed).any() and (now < closed).any()  # both cases were exercised
+    # a portrait's own closed mouth replaces the default
+    own_closed = net.follow_lips(x, heard, 1.0, closed=float(bias) - 0.5) @ probe + bias
+    torch.testing.assert_close(own_closed, torch.where(speech, called, bias - 0.5), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(net.follow_lips(x, heard, 1.0, silence=silence), out)
     # the change is along the mouth axis only
     delta = (out - x).reshape(-1, 8)
