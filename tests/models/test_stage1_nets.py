@@ -121,6 +121,27 @@ def test_keypoints_of_real_landmarks_and_their_sparse_motion(samples):
     assert float(keypoint_mouth_opening(kp_t)[0]) == pytest.approx(float(mouth_opening(pt.landmarks)), rel=1e-4)
 
 
+def test_signed_lip_gap_tells_open_from_crossed_lips_at_any_head_tilt(samples):
+    """``keypoint_lip_gap``: the inner-lip gap across the eye line, + for an open mouth, - for crossed lips
+    (where the unsigned opening reads open too), the same for a tilted or upside-down face."""
+    from infp.models.keypoints import KEYPOINTS, keypoint_lip_gap, keypoint_mouth_opening, normalise_keypoints
+    from infp.runtime.portrait import load_portrait
+
+    kp = torch.from_numpy(normalise_keypoints(load_portrait(samples / "portraits" / "lp_s1.jpg", 256).landmarks, 256))
+    upper, lower = KEYPOINTS.index(13), KEYPOINTS.index(14)
+    opened, crossed = kp.clone(), kp.clone()
+    opened[lower, 1] = opened[upper, 1] + 0.1
+    crossed[lower, 1] = crossed[upper, 1] - 0.1
+    both = torch.stack([opened, crossed])
+    gap, opening = keypoint_lip_gap(both), keypoint_mouth_opening(both)
+    assert gap[0] > 0.1 and gap[1] < -0.1
+    torch.testing.assert_close(gap.abs(), opening, rtol=0.05, atol=0)  # upright: |gap| is the opening
+    for angle in (0.4, -1.0, 3.1):  # radians, about the face centre
+        c, s = np.cos(angle), np.sin(angle)
+        turned = both @ torch.tensor([[c, s], [-s, c]], dtype=both.dtype)
+        torch.testing.assert_close(keypoint_lip_gap(turned), gap, rtol=1e-4, atol=1e-5)
+
+
 def test_keypoint_net_round_trip_and_flow_follows_keypoints(tmp_path):
     torch.manual_seed(0)
     net = HeadImitationNet(**TINY, keypoints=True).eval()
