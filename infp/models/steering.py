@@ -31,8 +31,10 @@ from infp.face.expression import CONTROL_NAMES, MEASURES
 ROTATION = tuple(MEASURES.index(n) for n in ("yaw", "pitch", "roll"))
 LEVEL_FRAMES = 50
 """Time constant (frames, 2 s) of the running level of each measure, per kind."""
-MEAN_FRAMES = 100
-"""Time constant (4 s) of the head rotation's running mean, around which head_motion scales the motion."""
+MEAN_FRAMES = 400
+"""Time constant (16 s) of the head rotation's running mean, around which head_motion scales the motion: slow
+enough that turns held for a few seconds scale too (with 4 s, head_motion = 0 left lp_s1's head moving at
+two thirds of its uncontrolled spread; docs/RESULTS.md, "Head motion by steering alone")."""
 SPREAD_FRAMES = 100
 """Time constant (4 s, a control level's span) of the running spread of the head rotation, per kind."""
 GAIN_RANGE = (0.25, 4.0)

@@ -20,6 +20,7 @@ import torch
 
 from infp.constants import FPS, SAMPLES_PER_FRAME
 from infp.diffusion import CosineSchedule, cfg_control_denoiser, cfg_denoiser, sample_ddim
+from infp.face.expression import CONTROL_NAMES
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.controls import Controls
 from infp.models.steering import ControlSteering
@@ -27,6 +28,9 @@ from infp.models.steering import ControlSteering
 CONTROL_SCALE = 4.0
 """Default guidance weight of the controls (the audio's is ``cfg_scale``, 2): measured, a weight of 2 moves
 the rendered head motion and smile by about half of what 4 does (docs/RESULTS.md)."""
+
+STEERED_ONLY = [CONTROL_NAMES.index("head_motion")]
+"""Controls that steering meets alone, left out of the network's conditioning while it steers."""
 
 CONTROL_STEER = 1.0
 """Default strength of control steering (``infp.models.steering``): the controls' targets are met in full."""
@@ -70,14 +74,24 @@ class MotionStream:
 
     def set_controls(self, controls: Controls | None) -> None:
         """Expression / behaviour controls from the next hop on (None or empty: the model's own choice).
-        A network trained without controls ignores them (``controls_active`` is then False)."""
+        A network trained without controls ignores them (``controls_active`` is then False).
+
+        With control steering, ``head_motion`` is met by steering alone and left out of the network's
+        conditioning: conditioned on it, the network turned the head aside and the steering's gain, measured
+        on that output, then lowered the motion (docs/RESULTS.md, "Head motion by steering alone")."""
         self.controls = controls if controls else None
         self._control_values = None if self.controls is None else self.controls.array()  # (2, K), NaN = absent
-        self._controls = None if self.controls is None else torch.from_numpy(self._control_values)[None].to(self.device)
+        values = self._control_values
+        if values is not None and self._steering is not None and self.control_steer > 0:
+            values = values.copy()
+            values[:, STEERED_ONLY] = np.nan
+        # what the network is conditioned on (None: nothing, one network row less per step)
+        self._controls = None if values is None or not np.isfinite(values).any() else \
+            torch.from_numpy(values)[None].to(self.device)
 
     @property
     def controls_active(self) -> bool:
-        return self._controls is not None and self.net.has_controls
+        return self._control_values is not None and self.net.has_controls
 
     @property
     def window(self) -> int:
@@ -194,7 +208,7 @@ class MotionStream:
         guide = net.guide(a_self, a_other, self.style, self._controls)
         has_prev = torch.tensor([self.frames_done > 0], device=self.device)
         noise = torch.randn(1, w, net.motion_dim, generator=self.generator).to(self.device)
-        if self.controls_active and self.control_scale != self.cfg_scale:
+        if self._controls is not None and self.net.has_controls and self.control_scale != self.cfg_scale:
             free = net.guide(a_self, a_other, self.style)
             model = cfg_control_denoiser(net.denoise, self.cfg_scale, self.control_scale, free)
         else:

@@ -185,3 +185,33 @@ def test_stream_steers_the_same_chunked_as_offline_and_moves_the_probed_level(sp
     net.save_pretrained(tmp_path / "w")
     again = AudioToMotionNet.from_pretrained(tmp_path / "w")
     assert again.can_steer and torch.equal(again.measure_axis, net.measure_axis)
+
+
+def test_head_motion_is_met_by_steering_alone_and_the_network_sees_the_other_controls(speech):
+    """While steering, head_motion is left out of the network's conditioning: head_motion alone generates
+    the uncontrolled network's latents, scaled by steering; with smile set too, the network sees smile only."""
+    net = steer_net()
+    rest = torch.zeros(D)
+    hm = CONTROL_NAMES.index("head_motion")
+    plain = generate_motion(net, *speech, rest, steps=2, seed=3)
+    stream = MotionStream(net, rest, steps=2, seed=3, controls=Controls.parse("head_motion=1"))
+    assert stream._controls is None and stream.controls_active
+    moving = generate_motion(net, *speech, rest, steps=2, seed=3, controls=Controls.parse("head_motion=1"))
+    still = generate_motion(net, *speech, rest, steps=2, seed=3, controls=Controls.parse("head_motion=0"))
+    # one network output, steered two ways: the rotation readings differ, every other reading is the same
+    probe = net.measure_probe.double().numpy()
+    read = [readings(probe, x.astype(np.float64)) for x in (still, plain, moving)]
+    other = [MEASURES.index(n) for n in MEASURES if MEASURES.index(n) not in ROTATION]
+    np.testing.assert_allclose(read[0][:, other], read[2][:, other], atol=1e-6)
+    spreads = [float(np.sqrt(np.mean(r[10:, list(ROTATION)].var(axis=0)))) for r in read]
+    assert spreads[0] < min(spreads[1], spreads[2]), spreads
+    # conditioned on head_motion (no steering), the network's own output would differ
+    conditioned = generate_motion(net, *speech, rest, steps=2, seed=3, controls=Controls.parse("head_motion=0"),
+                                  control_steer=0.0)
+    assert not np.allclose(readings(probe, conditioned.astype(np.float64))[:, other], read[0][:, other], atol=1e-3)
+    both = MotionStream(net, rest, steps=2, seed=3, controls=Controls.parse("smile=1,head_motion=1"))
+    given = torch.isfinite(both._controls[0])
+    assert given[:, CONTROL_NAMES.index("smile")].all() and not given[:, hm].any()
+    # without steering, the network is conditioned on head_motion as on any other control
+    raw = MotionStream(net, rest, steps=2, seed=3, controls=Controls.parse("head_motion=1"), control_steer=0.0)
+    assert torch.isfinite(raw._controls[0][:, hm]).all()
