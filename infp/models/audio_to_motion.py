@@ -14,7 +14,7 @@ corpus percentiles that map the raw measures to 0..1 (set from the training data
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

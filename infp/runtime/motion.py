@@ -13,7 +13,7 @@ of every frame stays within the window's: at most (window - 1) frames.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
