@@ -3,7 +3,8 @@
     python benchmarks/stage2_speed.py [--checkpoint weights/stage2] [--steps 6] [--threads 2] [--control warm]
 
 With ``--control`` (weights trained with controls) the controls are set, and with a control guidance
-weight other than the CFG scale (``--control-scale``, default 4) every step batches three rows, not two.
+weight other than the CFG scale (``--control-scale``, default 4) every step batches three rows, not two
+(not when ``head_motion`` is the only control: steering meets it alone).
 """
 
 from __future__ import annotations
