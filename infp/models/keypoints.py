@@ -55,20 +55,24 @@ POSE_KEYPOINTS: list[int] = [
 corners, nose tip and the outline above the jaw (the jaw drops when the mouth opens)."""
 
 
+def _inner_lips_and_outer_eyes(kp: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Upper and lower inner lip, right and left outer eye corner of keypoints (..., K, 2), each (..., 2)."""
+    points = (UPPER_INNER_LIP, LOWER_INNER_LIP, RIGHT_EYE_OUTER, LEFT_EYE_OUTER)
+    return tuple(kp[..., KEYPOINTS.index(i), :] for i in points)
+
+
 def keypoint_mouth_opening(kp: torch.Tensor) -> torch.Tensor:
     """Inner-lip gap over outer-eye distance from decoded keypoints (..., K, 2) -> (...), as
     ``infp.face.landmarks.mouth_opening`` measures it on face-mesh landmarks."""
-    gap = (kp[..., KEYPOINTS.index(UPPER_INNER_LIP), :] - kp[..., KEYPOINTS.index(LOWER_INNER_LIP), :]).norm(dim=-1)
-    eyes = (kp[..., KEYPOINTS.index(RIGHT_EYE_OUTER), :] - kp[..., KEYPOINTS.index(LEFT_EYE_OUTER), :]).norm(dim=-1)
-    return gap / eyes.clamp_min(1e-6)
+    upper, lower, right, left = _inner_lips_and_outer_eyes(kp)
+    return (upper - lower).norm(dim=-1) / (right - left).norm(dim=-1).clamp_min(1e-6)
 
 
 def keypoint_lip_gap(kp: torch.Tensor) -> torch.Tensor:
     """Signed inner-lip gap over outer-eye distance from keypoints (..., K, 2) -> (...): the lower inner lip's
     distance below the upper one, across the eye line toward the mouth; negative where the lips cross, which
     ``keypoint_mouth_opening`` (a distance) would read as open."""
-    upper, lower = kp[..., KEYPOINTS.index(UPPER_INNER_LIP), :], kp[..., KEYPOINTS.index(LOWER_INNER_LIP), :]
-    right, left = kp[..., KEYPOINTS.index(RIGHT_EYE_OUTER), :], kp[..., KEYPOINTS.index(LEFT_EYE_OUTER), :]
+    upper, lower, right, left = _inner_lips_and_outer_eyes(kp)
     eyes = left - right
     normal = torch.stack([-eyes[..., 1], eyes[..., 0]], dim=-1)
     down = (upper + lower) / 2 - (right + left) / 2
