@@ -12,7 +12,10 @@ the gap directly in the latent space, as lip following does for the mouth:
   for speaking and listening frames (``ControlSteering``); a level control shifts the frame by the
   difference between its target (``control_lo`` + value x (``control_hi`` - ``control_lo``)) and that
   level, keeping the frame-to-frame motion; ``head_motion`` scales the head rotation's deviations from its
-  running mean by the ratio of the target spread to the running spread. The latent moves along a
+  running mean by the ratio of the target spread to the running spread. That spread is measured as the
+  control's level is (``infp.face.expression.level``: within spans of ``LEVEL_SPAN`` frames of one kind),
+  around a running mean of each kind (``NEAR_FRAMES``), and it starts from the output's own first frames (a
+  corpus-typical spread weighs one frame). The latent moves along a
   combination of the axes that changes the steered measures by exactly that and leaves the other probed
   measures, and the mouth probe's reading, as they were.
 
@@ -37,6 +40,16 @@ enough that turns held for a few seconds scale too (with 4 s, head_motion = 0 le
 two thirds of its uncontrolled spread; docs/RESULTS.md, "Head motion by steering alone")."""
 SPREAD_FRAMES = 100
 """Time constant (4 s, a control level's span) of the running spread of the head rotation, per kind."""
+NEAR_FRAMES = 25
+"""Time constant (1 s) of each kind's running mean of the head rotation that the running spread is measured
+around: the deviations from it read about as large as those from the mean of a centred 4 s span (on lp_s1's
+output 1.1-1.2x; around the 2 s running level they read 1.5x and the gain fell short by as much)."""
+PRIOR_FRAMES = 1
+"""Weight, in frames of its kind, of the corpus-typical spread the running spread starts from, so that within
+a few seconds the spread is the output's own. Started at the typical value with the full time constant, it
+had not settled within a 15 s dialogue and head_motion = 1 asked a gain of 1.9 where 4 was allowed; a squared
+typical spread weighs as much as 10-20 frames of a steady head's, so even 10 frames of it held the gain back
+for seconds."""
 GAIN_RANGE = (0.25, 4.0)
 """Bounds of the head-motion gain."""
 SPEECH_HANGOVER = 8
@@ -117,6 +130,8 @@ class ControlSteering:
         self.mean: np.ndarray | None = None  # (3,) running head rotation
         mid = float(np.mean([self.lo[CONTROL_NAMES.index("head_motion")], self.hi[CONTROL_NAMES.index("head_motion")]]))
         self.var = np.full(2, mid * mid)  # running squared spread of the rotation per kind, from a typical one
+        self.near: np.ndarray | None = None  # (2, 3) fast running head rotation per kind
+        self.seen = np.zeros(2)  # frames of each kind followed so far (membership-weighted)
         self.peak = 0.0  # slowly decaying loudest frame of the own channel
         self.since_speech = SPEECH_HANGOVER + 1
         self.speaking = 0.0
@@ -145,7 +160,15 @@ class ControlSteering:
             self.level += (member[:, None] / LEVEL_FRAMES) * (p - self.level)
             self.mean += (rot - self.mean) / MEAN_FRAMES
             dev = rot - self.mean
-            self.var += (member / SPREAD_FRAMES) * (float(np.mean(dev * dev)) - self.var)
+            # spread of each kind around its own fast running mean, as a control level measures it within a
+            # span; running averages over the frames seen so far until there are enough of them
+            self.seen += member
+            if self.near is None:
+                self.near = np.stack([rot, rot])
+            self.near += (member / np.maximum(np.minimum(self.seen, NEAR_FRAMES), 1.0))[:, None] * (rot - self.near)
+            near = rot[None] - self.near
+            rate = member / np.minimum(self.seen + PRIOR_FRAMES, SPREAD_FRAMES)
+            self.var += rate * (np.mean(near * near, axis=1) - self.var)
             if targets is None or strength <= 0 or not np.isfinite(targets).any():
                 continue
             delta = np.zeros((2, len(p)))
@@ -154,13 +177,13 @@ class ControlSteering:
                     if not np.isfinite(targets[k, c]):
                         if name != "head_motion":  # a level the user left free stays within the corpus's range
                             j = MEASURES.index(name)
-                            delta[k, j] = np.clip(self.level[k, j], self.lo[c], self.hi[c]) - self.level[k, j]
+                            delta[k, j] += np.clip(self.level[k, j], self.lo[c], self.hi[c]) - self.level[k, j]
                         continue
                     if name == "head_motion":
                         gain = np.clip(targets[k, c] / max(np.sqrt(self.var[k]), 1e-6), *GAIN_RANGE)
                         delta[k, list(ROTATION)] += (gain - 1.0) * dev
                     else:
                         j = MEASURES.index(name)
-                        delta[k, j] = targets[k, c] - self.level[k, j]
+                        delta[k, j] += targets[k, c] - self.level[k, j]
             x[i] += strength * (self.move @ (member @ delta))
         return x

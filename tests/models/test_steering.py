@@ -133,6 +133,25 @@ def test_head_motion_scales_the_head_rotation_monotonically():
     assert rotation_spread(probe, x) == pytest.approx(rotation_spread(probe, steer.apply(x, loud, None)))
 
 
+def test_head_motion_meets_its_target_level_within_seconds():
+    """The running spread starts from the output's own frames and is measured as a control level is (spans
+    of LEVEL_SPAN frames): from the second span on, the steered head motion is at the target, not held back
+    by a corpus-typical start value."""
+    from infp.face.expression import LEVEL_SPAN, level
+
+    hm = CONTROL_NAMES.index("head_motion")
+    target = 0.04  # about 2.5x the wobble's own level; the corpus midpoint the spread used to start from: 0.068
+    value = (target - float(LO[hm])) / float(HI[hm] - LO[hm])
+    x = wobbling_latents(t=500)
+    loud = np.full(len(x), 0.1)
+    steer, probe = steering()
+    out = readings(probe, steer.apply(x, loud, controls(head_motion=value)))
+    spans = [level(out[s:s + LEVEL_SPAN], np.zeros(len(MEASURES)))[hm] for s in range(LEVEL_SPAN, len(x), LEVEL_SPAN)]
+    own = level(readings(probe, x)[LEVEL_SPAN:], np.zeros(len(MEASURES)))[hm]
+    assert own < 0.5 * target
+    assert np.allclose(spans, target, rtol=0.15), spans
+
+
 def test_speaking_and_listening_frames_take_their_own_targets():
     steer, probe = steering()
     x = wobbling_latents(t=600)
