@@ -37,7 +37,9 @@ LEVEL_FRAMES = 50
 MEAN_FRAMES = 400
 """Time constant (16 s) of the head rotation's running mean, around which head_motion scales the motion: slow
 enough that turns held for a few seconds scale too (with 4 s, head_motion = 0 left lp_s1's head moving at
-two thirds of its uncontrolled spread; docs/RESULTS.md, "Head motion by steering alone")."""
+two thirds of its uncontrolled spread; docs/RESULTS.md, "Head motion by steering alone"). Until there are
+that many frames it is their plain average, so an offset the network settles on in its first seconds is
+part of the mean rather than a deviation to scale."""
 SPREAD_FRAMES = 100
 """Time constant (4 s, a control level's span) of the running spread of the head rotation, per kind."""
 NEAR_FRAMES = 25
@@ -128,6 +130,7 @@ class ControlSteering:
     def reset(self) -> None:
         self.level: np.ndarray | None = None  # (2, 6) running level per kind (speak, listen)
         self.mean: np.ndarray | None = None  # (3,) running head rotation
+        self.frames = 0  # frames followed
         mid = float(np.mean([self.lo[CONTROL_NAMES.index("head_motion")], self.hi[CONTROL_NAMES.index("head_motion")]]))
         self.var = np.full(2, mid * mid)  # running squared spread of the rotation per kind, from a typical one
         self.near: np.ndarray | None = None  # (2, 3) fast running head rotation per kind
@@ -158,7 +161,8 @@ class ControlSteering:
             if self.level is None:
                 self.level, self.mean = np.stack([p, p]), rot.copy()
             self.level += (member[:, None] / LEVEL_FRAMES) * (p - self.level)
-            self.mean += (rot - self.mean) / MEAN_FRAMES
+            self.frames += 1
+            self.mean += (rot - self.mean) / min(self.frames, MEAN_FRAMES)
             dev = rot - self.mean
             # spread of each kind around its own fast running mean, as a control level measures it within a
             # span; running averages over the frames seen so far until there are enough of them
