@@ -28,14 +28,14 @@ __all__ = ["CONTROL_NAMES", "KINDS", "PRESETS", "Controls"]
 PRESETS: dict[str, dict[str, dict[str, float]]] = {
     "neutral": {"speak": {"smile": 0.3, "brow": 0.4, "head_motion": 0.4},
                 "listen": {"smile": 0.3, "brow": 0.4, "head_motion": 0.3}},
-    "warm": {"speak": {"smile": 0.8, "brow": 0.6, "head_motion": 0.5},
-             "listen": {"smile": 0.9, "brow": 0.6, "head_motion": 0.6}},
+    "warm": {"speak": {"smile": 0.8, "brow": 0.6, "head_motion": 0.35},
+             "listen": {"smile": 0.9, "brow": 0.6, "head_motion": 0.4}},
     "calm": {"speak": {"smile": 0.4, "head_motion": 0.1},
              "listen": {"smile": 0.4, "head_motion": 0.05}},
     "excited": {"speak": {"smile": 0.9, "brow": 0.9, "eyes": 0.8, "head_motion": 1.0},
                 "listen": {"smile": 0.8, "brow": 0.8, "eyes": 0.8, "head_motion": 0.8}},
-    "serious": {"speak": {"smile": 0.0, "brow": 0.2, "head_motion": 0.2},
-                "listen": {"smile": 0.0, "brow": 0.2, "head_motion": 0.15}},
+    "serious": {"speak": {"smile": 0.0, "brow": 0.2, "head_motion": 0.1},
+                "listen": {"smile": 0.0, "brow": 0.2, "head_motion": 0.05}},
 }
 """Named settings (a warm listener smiles and nods; a calm speaker moves the head little; ...)."""
 
