@@ -45,12 +45,12 @@ SPREAD_FRAMES = 100
 NEAR_FRAMES = 25
 """Time constant (1 s) of each kind's running mean of the head rotation that the running spread is measured
 around: the deviations from it read about as large as those from the mean of a centred 4 s span (on lp_s1's
-output 1.1-1.2x; around the 2 s running level they read 1.5x and the gain fell short by as much)."""
+output 1.1-1.2x; around the 2 s running level they read 1.6-1.75x and the gain fell short by as much)."""
 PRIOR_FRAMES = 1
 """Weight, in frames of its kind, of the corpus-typical spread the running spread starts from, so that within
 a few seconds the spread is the output's own. Started at the typical value with the full time constant, it
-had not settled within a 15 s dialogue and head_motion = 1 asked a gain of 1.9 where 4 was allowed; a squared
-typical spread weighs as much as 10-20 frames of a steady head's, so even 10 frames of it held the gain back
+had not settled within a 15 s dialogue and head_motion = 1 asked a median gain of 1.6 on lp_s1 where 4 was
+allowed; the squared typical spread is 10-20 times a steady head's, so even 10 frames of it held the gain back
 for seconds."""
 GAIN_RANGE = (0.25, 4.0)
 """Bounds of the head-motion gain."""
