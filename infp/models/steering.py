@@ -159,7 +159,7 @@ class ControlSteering:
             p = self.w @ x[i] + self.b
             rot = p[list(ROTATION)]
             if self.level is None:
-                self.level, self.mean = np.stack([p, p]), rot.copy()
+                self.level, self.mean, self.near = np.stack([p, p]), rot.copy(), np.stack([rot, rot])
             self.level += (member[:, None] / LEVEL_FRAMES) * (p - self.level)
             self.frames += 1
             self.mean += (rot - self.mean) / min(self.frames, MEAN_FRAMES)
@@ -167,8 +167,6 @@ class ControlSteering:
             # spread of each kind around its own fast running mean, as a control level measures it within a
             # span; running averages over the frames seen so far until there are enough of them
             self.seen += member
-            if self.near is None:
-                self.near = np.stack([rot, rot])
             self.near += (member / np.maximum(np.minimum(self.seen, NEAR_FRAMES), 1.0))[:, None] * (rot - self.near)
             near = rot[None] - self.near
             rate = member / np.minimum(self.seen + PRIOR_FRAMES, SPREAD_FRAMES)
