@@ -17,10 +17,21 @@ def cfg_denoiser(model: Callable[..., torch.Tensor], scale: float) -> Callable[.
         doubled = {k: torch.cat([v, v]) if torch.is_tensor(v) else v for k, v in extra.items()}
         drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device)
         v = model(torch.cat([x, x]), torch.cat([t, t]), drop_cond=drop, **doubled)
-        cond, uncond = v[:b], v[b:]
-        return uncond + scale * (cond - uncond)
+        return combine_rows(v, scale)
 
     return denoise
+
+
+def combine_rows(v: torch.Tensor, scale: float, control_scale: float | None = None) -> torch.Tensor:
+    """The guided prediction from a batched call's rows: [cond, uncond] (``cfg_denoiser``), or with a
+    ``control_scale`` [audio+controls, audio, uncond] (``cfg_control_denoiser``)."""
+    if control_scale is None:
+        b = v.shape[0] // 2
+        cond, uncond = v[:b], v[b:]
+        return uncond + scale * (cond - uncond)
+    b = v.shape[0] // 3
+    ctl, audio, uncond = v[:b], v[b:2 * b], v[2 * b:]
+    return uncond + scale * (audio - uncond) + control_scale * (ctl - audio)
 
 
 def cfg_control_denoiser(model: Callable[..., torch.Tensor], scale: float, control_scale: float,
@@ -35,7 +46,6 @@ def cfg_control_denoiser(model: Callable[..., torch.Tensor], scale: float, contr
         drop = torch.cat([torch.zeros(2 * b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device)
         v = model(torch.cat([x, x, x]), torch.cat([t, t, t]), guide=torch.cat([guide, guide_free, guide_free]),
                   drop_cond=drop, **tripled)
-        ctl, audio, uncond = v[:b], v[b:2 * b], v[2 * b:]
-        return uncond + scale * (audio - uncond) + control_scale * (ctl - audio)
+        return combine_rows(v, scale, control_scale)
 
     return denoise

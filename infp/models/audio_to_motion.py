@@ -248,3 +248,18 @@ class AudioToMotionNet(Pretrained):
         if drop_cond is not None:
             guide = torch.where(drop_cond[:, None, None], self.null_guide.expand_as(guide), guide)
         return self.dit(x, t, prev, has_prev, guide, style)
+
+    def denoise_window(self, prev: torch.Tensor, has_prev: torch.Tensor, guide: torch.Tensor,
+                       drop_cond: torch.Tensor, conditioning: dict, step: Callable | None = None
+                       ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``denoise`` for one window, as a function of (x, t): what the window's steps share is computed once.
+        ``conditioning`` maps each diffusion time (a float) to ``MotionDiT.conditioning`` at it, for this style;
+        ``step``: what runs ``MotionDiT.step`` (itself when None)."""
+        guide = torch.where(drop_cond[:, None, None], self.null_guide.expand_as(guide), guide)
+        window = self.dit.window(prev, has_prev, guide, self.window)
+        step = step or self.dit.step
+
+        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return step(x, conditioning[float(t.reshape(-1)[0])], window)
+
+        return denoise

@@ -18,10 +18,21 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attend(x, *self.keys(x if context is None else context), key_mask=key_mask)
+
+    def keys(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (B, heads, Lk, C / heads) of a context (B, Lk, Cc): computed once for a context that
+        several queries read."""
+        b, n, _ = context.shape
+        c = self.q.out_features
+        k, v = self.kv(context).view(b, n, 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of the queries of x (B, L, C) over the keys and values from ``keys``."""
         b, n, c = x.shape
-        ctx = x if context is None else context
         q = self.q(x).view(b, n, self.heads, c // self.heads).transpose(1, 2)
-        k, v = self.kv(ctx).view(b, ctx.shape[1], 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # True = attend
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
@@ -38,8 +49,17 @@ class AdaLN(nn.Module):
         nn.init.zeros_(self.mod.bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.modulate(x, self.modulation(cond))
+
+    def modulation(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(1 + scale, shift, 1 + gate), each (B, 1, C), from the conditioning vector (B, Dc)."""
         scale, shift, gate = self.mod(cond)[:, None, :].chunk(3, dim=-1)
-        return self.norm(x) * (1 + scale) + shift, 1 + gate
+        return 1 + scale, shift, 1 + gate
+
+    def modulate(self, x: torch.Tensor, modulation: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalised, scaled and shifted x and the residual gate, from a ``modulation``."""
+        scale, shift, gate = modulation
+        return self.norm(x) * scale + shift, gate
 
 
 def mlp(dim: int, hidden_mult: int = 4) -> nn.Sequential:

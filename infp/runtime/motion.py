@@ -13,16 +13,19 @@ of every frame stays within the window's: at most (window - 1) frames.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from infp.constants import FPS, SAMPLES_PER_FRAME
-from infp.diffusion import CosineSchedule, cfg_control_denoiser, cfg_denoiser, sample_ddim
+from infp.diffusion import CosineSchedule, combine_rows, sample_ddim
 from infp.face.expression import CONTROL_NAMES
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.controls import Controls
+from infp.models.motion_dit import DiTWindow, MotionDiT
 from infp.models.steering import ControlSteering
 
 CONTROL_SCALE = 4.0
@@ -32,8 +35,72 @@ the rendered head motion and smile by about half of what 4 does (docs/RESULTS.md
 STEERED_ONLY = [CONTROL_NAMES.index("head_motion")]
 """Controls that steering meets alone, left out of the network's conditioning while it steers."""
 
+TRACE_STEP = True
+"""Run the motion transformer's sampling steps traced (``TracedStep``); False: eagerly (the same result)."""
+
 CONTROL_STEER = 1.0
 """Default strength of control steering (``infp.models.steering``): the controls' targets are met in full."""
+
+
+class TracedStep:
+    """``MotionDiT.step`` for inference: traced with TorchScript on the CPU, the weights frozen in, one trace
+    per number of network rows (1 to 3), traced again when a stream starts after the weights changed. The
+    trace gives the eager result to the bit and saves most of the Python overhead of the transformer's small
+    operations, about a third of a step's time on two cores (docs/RESULTS.md). Elsewhere (a GPU, autocast,
+    tracing unavailable) the step runs eagerly."""
+
+    def __init__(self, dit: MotionDiT) -> None:
+        self.dit = dit
+        self._traces: dict[int, torch.jit.ScriptModule] = {}
+        self._weights: tuple = ()
+
+    def __call__(self, x: torch.Tensor, conditioning: list, window: DiTWindow) -> torch.Tensor:
+        traced = self._trace(x, conditioning, window)
+        if traced is None:
+            return self.dit.step(x, conditioning, window)
+        return traced(x, window.prev_tokens, window.guide_tokens, window.key_mask, *_flat(conditioning, window))
+
+    def check_weights(self) -> None:
+        """Forget the traces if the transformer's weights changed since they were made (a stream calls this
+        when it starts)."""
+        weights = tuple((p.data_ptr(), p._version) for p in self.dit.parameters())
+        if weights != self._weights:
+            self._traces, self._weights = {}, weights
+
+    def _trace(self, x: torch.Tensor, conditioning: list, window: DiTWindow) -> torch.jit.ScriptModule | None:
+        """The trace for x's number of rows (made on first use; None: run eagerly)."""
+        if not TRACE_STEP or x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+            return None
+        rows = x.shape[0]
+        if rows not in self._traces:
+            args = (x, window.prev_tokens, window.guide_tokens, window.key_mask, *_flat(conditioning, window))
+            try:
+                with warnings.catch_warnings():  # TorchScript's deprecation notices
+                    warnings.simplefilter("ignore")
+                    traced = torch.jit.trace(_FlatStep(self.dit), args, check_trace=False)
+                    self._traces[rows] = torch.jit.freeze(traced.eval())
+            except Exception:  # noqa: BLE001 - any failure to trace: the eager step is the same computation
+                self._traces[rows] = None
+        return self._traces[rows]
+
+
+def _flat(conditioning: list, window: DiTWindow) -> list[torch.Tensor]:
+    return [*(m for block in conditioning for mod in block for m in mod), *(k for kv in window.cross_keys for k in kv)]
+
+
+class _FlatStep(nn.Module):
+    """``MotionDiT.step`` with its arguments as a flat list of tensors (what tracing takes)."""
+
+    def __init__(self, dit: MotionDiT) -> None:
+        super().__init__()
+        self.dit = dit
+
+    def forward(self, x, prev_tokens, guide_tokens, key_mask, *rest):
+        depth = len(self.dit.blocks)
+        mods, keys = rest[: 9 * depth], rest[9 * depth:]
+        conditioning = [[tuple(mods[9 * b + 3 * i: 9 * b + 3 * i + 3]) for i in range(3)] for b in range(depth)]
+        window = DiTWindow(prev_tokens, guide_tokens, key_mask, [tuple(keys[2 * b: 2 * b + 2]) for b in range(depth)])
+        return self.dit.step(x, conditioning, window)
 
 
 class MotionStream:
@@ -66,6 +133,8 @@ class MotionStream:
         with torch.no_grad():
             self.style = net.style(self.rest, None if spread is None else spread.reshape(1, -1).to(self.device))
         self.seed = seed
+        self._conditionings: dict = {}
+        self._traced = _traced_step(net.dit)
         # guidance weight of the controls: equal to cfg_scale, one guided term (two network rows per step);
         # another value costs a third row, only while controls are set
         self.control_scale = control_scale
@@ -129,6 +198,7 @@ class MotionStream:
         self.generator = torch.Generator().manual_seed(self.seed)
         if self._steering is not None:
             self._steering.reset()
+        self._traced.check_weights()
 
     def push(self, self_audio: np.ndarray, other_audio: np.ndarray) -> np.ndarray:
         """Feed equal-length chunks (16 kHz mono float32); return the new latents (k, D) (absolute, stage-1 space)."""
@@ -208,13 +278,27 @@ class MotionStream:
         guide = net.guide(a_self, a_other, self.style, self._controls)
         has_prev = torch.tensor([self.frames_done > 0], device=self.device)
         noise = torch.randn(1, w, net.motion_dim, generator=self.generator).to(self.device)
+        # the network's rows of every step (classifier-free guidance, ``infp.diffusion.guidance``); what the steps
+        # share is computed once per window, the diffusion times' conditioning once per stream
+        control_scale = None
         if self._controls is not None and self.net.has_controls and self.control_scale != self.cfg_scale:
-            free = net.guide(a_self, a_other, self.style)
-            model = cfg_control_denoiser(net.denoise, self.cfg_scale, self.control_scale, free)
+            control_scale = self.control_scale
+            guides, drop = [guide, net.guide(a_self, a_other, self.style)], [False, False, True]
+            guides.append(guides[1])
+        elif self.cfg_scale != 1.0:
+            guides, drop = [guide, guide], [False, True]
         else:
-            model = cfg_denoiser(net.denoise, self.cfg_scale)
-        x = sample_ddim(model, noise, self.schedule.timesteps(self.steps, self.device), self.schedule,
-                        extra_args={"prev": self.prev, "has_prev": has_prev, "guide": guide, "style": self.style})
+            guides, drop = [guide], [False]
+        ts = self.schedule.timesteps(self.steps, self.device)
+        rows = len(drop)
+        denoise = net.denoise_window(self.prev.expand(rows, -1, -1), has_prev.expand(rows), torch.cat(guides),
+                                     torch.tensor(drop, device=self.device), self._conditioning(ts), self._traced)
+
+        def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            v = denoise(x.expand(rows, -1, -1), t)
+            return v if rows == 1 else combine_rows(v, self.cfg_scale, control_scale)
+
+        x = sample_ddim(model, noise, ts, self.schedule)
         self.prev = torch.cat([self.prev, x], dim=1)[:, -p:]
         self.pending = torch.cat([self.pending, x], dim=1)
         self.frames_done += w
@@ -224,6 +308,23 @@ class MotionStream:
             back = max(back, w + self.delay + net.lip_reader.context_frames)
         keep = back * SAMPLES_PER_FRAME + self.ready - w * SAMPLES_PER_FRAME
         self.audio = self.audio[:, -keep:] if keep > 0 else self.audio[:, :0]
+
+
+    def _conditioning(self, ts: torch.Tensor) -> dict:
+        """The network's conditioning at each diffusion time of ``ts`` for this stream's style (kept per number
+        of steps)."""
+        key = tuple(ts.tolist())
+        if key not in self._conditionings:
+            dit = self.net.dit
+            self._conditionings[key] = {t: dit.conditioning(ts[i: i + 1], self.style) for i, t in enumerate(key)}
+        return self._conditionings[key]
+
+
+def _traced_step(dit: MotionDiT) -> TracedStep:
+    """The network's ``TracedStep``, shared by its streams (kept on the transformer, outside its parameters)."""
+    if not isinstance(getattr(dit, "_traced_step", None), TracedStep):
+        dit.__dict__["_traced_step"] = TracedStep(dit)
+    return dit.__dict__["_traced_step"]
 
 
 def generate_motion(net: AudioToMotionNet, self_audio: np.ndarray, other_audio: np.ndarray, rest: torch.Tensor,

@@ -230,3 +230,49 @@ def test_without_the_cue_the_reader_feeds_lip_following_only():
     other_reading = a_self.clone()
     other_reading[..., -1] += 3.0
     torch.testing.assert_close(net.guide(other_reading, a_other, style), net.guide(a_self, a_other, style))
+
+
+def test_a_window_split_into_its_shared_parts_denoises_as_one_call():
+    """``MotionDiT.step`` on ``window`` and ``conditioning`` (what the stream computes once per window and once
+    per diffusion time) is ``forward``, with a different diffusion time and history on every row."""
+    net = _perturbed()
+    dit, b, w, p = net.dit, 3, net.window, net.context
+    torch.manual_seed(1)
+    args = (torch.randn(b, w, 8), torch.rand(b), torch.randn(b, p, 8), torch.tensor([True, False, True]),
+            torch.randn(b, p + w, 32), torch.randn(b, 8))
+    with torch.no_grad():
+        whole = dit(*args)
+        split = dit.step(args[0], dit.conditioning(args[1], args[5]), dit.window(args[2], args[3], args[4], w))
+    torch.testing.assert_close(split, whole, rtol=0, atol=1e-6)
+    assert not torch.allclose(whole[1], dit(*(a[:1] for a in args))[0], atol=1e-3)  # the rows differ
+
+
+def test_the_traced_transformer_gives_the_eager_motion_and_follows_new_weights(monkeypatch):
+    """Real weights and real speech: the stream's traced sampling steps give the eager latents to the bit,
+    with and without controls; weights changed in place after a stream ran are traced again."""
+    import soundfile as sf
+
+    from infp.models.controls import Controls
+    from infp.runtime import motion
+
+    net = AudioToMotionNet.from_pretrained("weights/stage2")
+    speech, sr = sf.read("data/samples/audio/hallo_3.flac", dtype="float32", frames=16000 * 3)
+    assert sr == 16000
+    own = speech if speech.ndim == 1 else speech.mean(axis=1)
+    other = np.zeros_like(own)
+    rest = torch.zeros(net.motion_dim)
+    runs = {}
+    for traced in (True, False):
+        monkeypatch.setattr(motion, "TRACE_STEP", traced)
+        runs[traced] = [generate_motion(net, own, other, rest, controls=c)
+                        for c in (None, Controls.parse("smile=0.9"))]
+    for a, b in zip(runs[True], runs[False]):
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(runs[True][0] - runs[True][1]).max() > 1e-3  # the control changes the motion
+    monkeypatch.setattr(motion, "TRACE_STEP", True)
+    with torch.no_grad():
+        net.dit.out.weight.mul_(3.0)
+    changed = generate_motion(net, own, other, rest)
+    monkeypatch.setattr(motion, "TRACE_STEP", False)
+    np.testing.assert_array_equal(changed, generate_motion(net, own, other, rest))
+    assert np.abs(changed - runs[True][0]).max() > 1e-3
