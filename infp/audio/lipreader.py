@@ -53,25 +53,18 @@ def formant_tracks(audio: torch.Tensor) -> torch.Tensor:
     fr = x.unfold(-1, MEL_WIN, MEL_HOP)  # (B, S, 400)
     fr = (fr[..., 1:] - PRE_EMPHASIS * fr[..., :-1]) * torch.hamming_window(MEL_WIN - 1, periodic=False,
                                                                               dtype=fr.dtype, device=fr.device)
-    length = fr.shape[-1]
-    r = torch.stack([(fr[..., : length - k] * fr[..., k:]).sum(-1) for k in range(FORMANT_ORDER + 1)], dim=-1)
+    # autocorrelation (lags 0 .. p) through the power spectrum: 1024 points leave no circular overlap
+    spec = torch.fft.rfft(fr, n=1024)
+    r = torch.fft.irfft(spec.real ** 2 + spec.imag ** 2, n=1024)[..., : FORMANT_ORDER + 1]
     silent = r[..., 0] < 1e-8
     r = torch.where(silent[..., None], torch.eye(1, FORMANT_ORDER + 1, dtype=r.dtype, device=r.device)[0], r)
     r[..., 0] = r[..., 0] * 1.0001  # a little white noise: a stable, well-conditioned fit
-    # Levinson-Durbin, batched: a = [1, a1 .. ap], prediction error e
-    a = torch.zeros(*r.shape[:-1], FORMANT_ORDER + 1, dtype=r.dtype, device=r.device)
-    a[..., 0] = 1.0
-    e = r[..., 0].clone()
-    for i in range(1, FORMANT_ORDER + 1):
-        acc = (a[..., :i] * r[..., 1: i + 1].flip(-1)).sum(-1)
-        k = -acc / e
-        a_prev = a.clone()
-        a[..., 1: i] = a_prev[..., 1: i] + k[..., None] * a_prev[..., 1: i].flip(-1)
-        a[..., i] = k
-        e = e * (1.0 - k * k)
+    # the LPC normal equations (Toeplitz in the autocorrelation), solved at once for every frame: a1 .. ap
+    lag = torch.arange(FORMANT_ORDER, device=r.device)
+    a = torch.linalg.solve(r[..., (lag[:, None] - lag[None, :]).abs()], -r[..., 1:])
     # roots of z^p + a1 z^(p-1) + ... + ap: eigenvalues of the companion matrix
     comp = torch.zeros(*a.shape[:-1], FORMANT_ORDER, FORMANT_ORDER, dtype=a.dtype, device=a.device)
-    comp[..., 0, :] = -a[..., 1:]
+    comp[..., 0, :] = -a
     comp[..., 1:, :-1] = torch.eye(FORMANT_ORDER - 1, dtype=a.dtype, device=a.device)
     roots = torch.linalg.eigvals(comp)
     freq = torch.angle(roots) * SAMPLE_RATE / (2 * math.pi)
@@ -110,10 +103,12 @@ class LipReader(nn.Module):
     def is_fitted(self) -> bool:
         return bool(self.fitted)
 
-    def features(self, audio: torch.Tensor, log_mel: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, audio: torch.Tensor, log_mel: torch.Tensor | None = None,
+                 tracks: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N) -> (B, T, (past + 1 + ahead) * 4 * (n_mels [+ 4])): the log-mel of frames t - past .. t +
         ahead, oldest first (then, with ``formants``, their formant tracks); frames outside the audio count as
-        silence. ``log_mel``: the same causal log-mel already computed (``AudioEncoder.log_mel``)."""
+        silence. ``log_mel``: the same causal log-mel already computed (``AudioEncoder.log_mel``); ``tracks``:
+        the audio's ``formant_tracks`` (B, 4 T, 4) already computed (a stream keeps those of the audio it has)."""
         b, t = audio.shape[0], audio.shape[-1] // SAMPLES_PER_FRAME
         if log_mel is None:
             log_mel = torch.log(self.mel(F.pad(audio.float(), (MEL_WIN - MEL_HOP, 0))) + 1e-6)  # frame k ends at 160 (k + 1)
@@ -121,7 +116,9 @@ class LipReader(nn.Module):
         frames = mel.transpose(1, 2).reshape(b, t, -1)  # (B, T, 4 n_mels)
         parts = [self._stack(frames, SILENCE)]
         if self.formants:
-            tracks = formant_tracks(audio[..., : t * SAMPLES_PER_FRAME].float()).reshape(b, t, -1)
+            if tracks is None:
+                tracks = formant_tracks(audio[..., : t * SAMPLES_PER_FRAME].float())
+            tracks = tracks[:, : t * MEL_PER_FRAME].reshape(b, t, -1)
             silence = torch.tensor([*FORMANT_DEFAULT, 0.0], dtype=tracks.dtype, device=tracks.device).repeat(MEL_PER_FRAME)
             parts.append(self._stack(tracks, silence))
         return torch.cat(parts, dim=-1)
@@ -132,8 +129,9 @@ class LipReader(nn.Module):
         x = torch.cat([pad.expand(b, self.past, d), frames, pad.expand(b, self.ahead, d)], dim=1)
         return torch.cat([x[:, i: i + t] for i in range(self.past + 1 + self.ahead)], dim=-1)
 
-    def forward(self, audio: torch.Tensor, log_mel: torch.Tensor | None = None) -> torch.Tensor:
-        h = (self.features(audio, log_mel) - self.mean) / self.std
+    def forward(self, audio: torch.Tensor, log_mel: torch.Tensor | None = None,
+                tracks: torch.Tensor | None = None) -> torch.Tensor:
+        h = (self.features(audio, log_mel, tracks) - self.mean) / self.std
         return F.linear(h, self.weight, self.bias)
 
     @torch.no_grad()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from infp.audio.lipreader import FORMANT_FEATURES, MEL_PER_FRAME, formant_tracks
 from infp.constants import FPS, SAMPLES_PER_FRAME
 from infp.diffusion import CosineSchedule, combine_rows, sample_ddim
 from infp.face.expression import CONTROL_NAMES
@@ -196,6 +197,7 @@ class MotionStream:
         self.received = 0  # samples per channel pushed so far: self.audio ends there
         self.pending = torch.zeros(1, 0, self.net.motion_dim, device=self.device)  # generated, not yet emitted (offsets)
         self.generator = torch.Generator().manual_seed(self.seed)
+        self._tracks, self._tracks_from = torch.zeros(1, 0, FORMANT_FEATURES, device=self.device), 0  # lip reader's
         if self._steering is not None:
             self._steering.reset()
         self._traced.check_weights()
@@ -253,9 +255,33 @@ class MotionStream:
         ``lip_lead`` later, from the own channel's audio (silence beyond what has arrived)."""
         reader, lead = self.net.lip_reader, self.net.lip_lead
         c = reader.context_frames
-        chunk = self._own_audio(first + lead - c, first + k + lead + reader.ahead)
-        read = reader(torch.from_numpy(chunk)[None].to(self.device))
+        f0, f1 = first + lead - c, first + k + lead + reader.ahead
+        chunk = self._own_audio(f0, f1)
+        tracks = self._formant_tracks(f0, f1) if reader.formants else None
+        read = reader(torch.from_numpy(chunk)[None].to(self.device), tracks=tracks)
         return read[:, c: c + k, 0]
+
+    def _formant_tracks(self, f0: int, f1: int) -> torch.Tensor:
+        """(1, 4 (f1 - f0), 4): the own channel's ``formant_tracks`` of frames f0 .. f1 - 1, each 10 ms step
+        from its own 400 samples. Those of frames whose audio has arrived are computed once and kept: read
+        frame by frame, as a live stream does, the reader's context would otherwise be analysed again for
+        every frame. (Frame f0's first steps reach into frame f0 - 1, which the reader's output never uses.)"""
+        have = self._tracks.shape[1] // MEL_PER_FRAME
+        if not self._tracks_from <= f0 <= self._tracks_from + have:
+            self._tracks, self._tracks_from, have = self._tracks[:, :0], f0, 0
+        end = self._tracks_from + have  # the first frame not kept
+        tracks = self._tracks
+        if end < f1:  # from one frame earlier, so that every step's window lies in real audio
+            fresh = formant_tracks(torch.from_numpy(self._own_audio(end - 1, f1))[None].to(self.device))
+            fresh = fresh[:, MEL_PER_FRAME:]
+            tracks = torch.cat([tracks, fresh], dim=1)
+            arrived = max(0, min(f1, self.received // SAMPLES_PER_FRAME) - end)  # frames fully heard: kept
+            self._tracks = torch.cat([self._tracks, fresh[:, : arrived * MEL_PER_FRAME]], dim=1)
+        tracks = tracks[:, (f0 - self._tracks_from) * MEL_PER_FRAME: (f1 - self._tracks_from) * MEL_PER_FRAME]
+        # what the next reading will not need: frames before f0
+        self._tracks = self._tracks[:, (f0 - self._tracks_from) * MEL_PER_FRAME:]
+        self._tracks_from = f0
+        return tracks
 
     def _own_audio(self, first: int, end: int) -> np.ndarray:
         """The own channel's samples of frames first .. end - 1 (silence beyond what has arrived)."""
@@ -305,7 +331,7 @@ class MotionStream:
         # keep only the audio history the next step and the frames still waiting need
         back = p + net.audio_context
         if net.lip_reader is not None:
-            back = max(back, w + self.delay + net.lip_reader.context_frames)
+            back = max(back, w + self.delay + net.lip_reader.context_frames + 1)  # + 1: ``_formant_tracks``
         keep = back * SAMPLES_PER_FRAME + self.ready - w * SAMPLES_PER_FRAME
         self.audio = self.audio[:, -keep:] if keep > 0 else self.audio[:, :0]
 

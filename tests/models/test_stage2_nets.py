@@ -276,3 +276,47 @@ def test_the_traced_transformer_gives_the_eager_motion_and_follows_new_weights(m
     monkeypatch.setattr(motion, "TRACE_STEP", False)
     np.testing.assert_array_equal(changed, generate_motion(net, own, other, rest))
     assert np.abs(changed - runs[True][0]).max() > 1e-3
+
+
+def test_real_speech_streamed_frame_by_frame_gives_the_offline_motion(monkeypatch):
+    """The starter weights read the lips with formant tracks, which a stream computes once per frame of audio
+    that has arrived: pushed in chunks of 20 ms to 190 ms, as a live session does, the latents are the
+    offline ones, and every reading of the lip reader is that of the whole clip read in one pass."""
+    import soundfile as sf
+
+    net = AudioToMotionNet.from_pretrained("weights/stage2")
+    assert net.lip_reader is not None and net.lip_reader.formants
+    speech, _ = sf.read("data/samples/audio/hallo_3.flac", dtype="float32", frames=16000 * 4)
+    own = speech if speech.ndim == 1 else speech.mean(axis=1)
+    other = np.zeros_like(own)
+    rest = torch.zeros(net.motion_dim)
+    offline = generate_motion(net, own, other, rest)
+    readings = []
+    heard = MotionStream._heard
+
+    def recorded(stream, first, k):
+        out = heard(stream, first, k)
+        readings.append((first, out[0]))
+        return out
+
+    monkeypatch.setattr(MotionStream, "_heard", recorded)
+    rng = np.random.default_rng(3)
+    stream = MotionStream(net, rest)
+    parts, i = [], 0
+    while i < len(own):
+        n = int(rng.choice([320, 640, 1000, 3000]))
+        parts.append(stream.push(own[i:i + n], other[i:i + n]))
+        i += n
+    parts.append(stream.flush())
+    # equal up to float rounding: frames leave in groups of other sizes than offline
+    np.testing.assert_allclose(np.concatenate(parts)[: len(offline)], offline, rtol=0, atol=1e-5)
+    whole = net.lip_reader(torch.from_numpy(own[: len(own) // 640 * 640])[None])[0, :, 0]
+    lead, n_whole = net.lip_lead, len(whole)
+    checked = 0
+    for first, read in readings:
+        for j, value in enumerate(read):
+            f = first + j + lead
+            if f + net.lip_reader.ahead < n_whole:  # the whole clip's reading of frames inside it
+                assert abs(float(value) - float(whole[f])) < 1e-5, f
+                checked += 1
+    assert checked > 90 and len(readings) > 40  # read in many small groups
