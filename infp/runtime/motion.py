@@ -141,6 +141,23 @@ class MotionStream:
         self.control_scale = control_scale
         self.set_controls(controls)
         self.reset()
+        self._prepare_traces()
+
+    def _prepare_traces(self) -> None:
+        """Trace the sampling step now for every number of rows this stream may use (2; 3 once controls are set),
+        so that a live session does not stall for the tracing at its first hop or its first control."""
+        rows = [1] if self.cfg_scale == 1.0 else [2]
+        if self.net.has_controls and self.control_scale != self.cfg_scale:
+            rows.append(3)
+        net, dit = self.net, self.net.dit
+        ts = self.schedule.timesteps(self.steps, self.device)
+        conditioning = self._conditioning(ts)[float(ts[0])]
+        with torch.no_grad():
+            for n in rows:
+                window = dit.window(torch.zeros(n, net.context, net.motion_dim, device=self.device),
+                                    torch.ones(n, dtype=torch.bool, device=self.device),
+                                    net.null_guide.expand(n, net.context + net.window, -1), net.window)
+                self._traced(torch.zeros(n, net.window, net.motion_dim, device=self.device), conditioning, window)
 
     def set_controls(self, controls: Controls | None) -> None:
         """Expression / behaviour controls from the next hop on (None or empty: the model's own choice).

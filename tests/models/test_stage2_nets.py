@@ -320,3 +320,21 @@ def test_real_speech_streamed_frame_by_frame_gives_the_offline_motion(monkeypatc
                 assert abs(float(value) - float(whole[f])) < 1e-5, f
                 checked += 1
     assert checked > 90 and len(readings) > 40  # read in many small groups
+
+
+def test_a_stream_is_traced_before_its_first_hop_and_its_first_control(monkeypatch):
+    """Tracing takes a few tenths of a second: a live session must not stall for it mid-conversation."""
+    from infp.models.controls import Controls
+
+    net = AudioToMotionNet.from_pretrained("weights/stage2")
+    made = []
+    trace = torch.jit.trace
+    monkeypatch.setattr(torch.jit, "trace", lambda *a, **k: made.append(a[1][0].shape[0]) or trace(*a, **k))
+    stream = MotionStream(net, torch.zeros(net.motion_dim))
+    assert sorted(made) == [2, 3]  # CFG rows, and the third row of controls
+    audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    stream.push(audio[:6400], audio[:6400])
+    stream.set_controls(Controls.parse("smile=0.9"))
+    assert len(stream.push(audio[6400:], audio[6400:])) > 0
+    MotionStream(net, torch.zeros(net.motion_dim))  # the same weights: the traces are kept
+    assert sorted(made) == [2, 3]
