@@ -61,6 +61,10 @@ class TracedStep:
             return self.dit.step(x, conditioning, window)
         return traced(x, window.prev_tokens, window.guide_tokens, window.key_mask, *_flat(conditioning, window))
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the traces behind (TorchScript modules do not pickle); they are made again."""
+        return {**self.__dict__, "_traces": {}, "_weights": ()}
+
     def check_weights(self) -> None:
         """Forget the traces if the transformer's weights changed since they were made (a stream calls this
         when it starts)."""
@@ -353,6 +357,7 @@ class MotionStream:
         self.audio = self.audio[:, -keep:] if keep > 0 else self.audio[:, :0]
 
 
+    @torch.no_grad()
     def _conditioning(self, ts: torch.Tensor) -> dict:
         """The network's conditioning at each diffusion time of ``ts`` for this stream's style (kept per number
         of steps)."""

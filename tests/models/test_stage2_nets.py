@@ -338,3 +338,23 @@ def test_a_stream_is_traced_before_its_first_hop_and_its_first_control(monkeypat
     assert len(stream.push(audio[6400:], audio[6400:])) > 0
     MotionStream(net, torch.zeros(net.motion_dim))  # the same weights: the traces are kept
     assert sorted(made) == [2, 3]
+
+
+def test_a_network_that_streamed_still_copies_and_pickles():
+    """The traces kept on the transformer are left out of copies and pickles (TorchScript modules do not
+    pickle): a copied stream continues exactly like the original, and a saved network generates the same."""
+    import copy
+    import io
+
+    net = AudioToMotionNet.from_pretrained("weights/stage2")
+    audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    stream = MotionStream(net, torch.zeros(net.motion_dim))
+    stream.push(audio[:8000], audio[:8000])
+    twin = copy.deepcopy(stream)
+    np.testing.assert_array_equal(twin.push(audio[8000:], audio[8000:]), stream.push(audio[8000:], audio[8000:]))
+    buf = io.BytesIO()
+    torch.save(net, buf)
+    buf.seek(0)
+    back = torch.load(buf, weights_only=False)
+    rest = torch.zeros(net.motion_dim)
+    np.testing.assert_array_equal(generate_motion(back, audio, audio, rest), generate_motion(net, audio, audio, rest))
