@@ -1,6 +1,7 @@
 """How well the lip reader hears the mouth: fitted on the corpus's own-voice training clips, scored on unseen speakers.
 
     python benchmarks/lip_reader.py --corpus data/sample_corpus --max-seconds 4 [--ahead 2 --lead 1 --no-formants]
+        [--speeds 0.9 1.1] [--noise-snr 15]
 
 The reader (``infp.audio.lipreader``, as stage 2 fits it) is fitted on the training split's clips whose
 face speaks its own voice, then its read-out of the speech alone is correlated with the real mouth
@@ -10,6 +11,10 @@ face speaks its own voice, then its read-out of the speech alone is correlated w
 with the read-out of frame t + ``--lead``, as lip following uses it; the defaults are the starter's reader
 (log-mel and formant tracks, 2 frames ahead, lead 1). This is the mouth signal lip following gives
 stage 2, before the generator and the renderer.
+
+``--speeds`` adds to the fit a copy of every training clip played at each of these speeds (resampled: pitch and
+formants shift with the tempo, the mouth track is stretched with it), ``--noise-snr`` one with white noise at
+that signal-to-noise ratio: augmentations of the few minutes of own-voice video (docs/RESULTS.md: neither helps).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+import torchaudio
 
 from infp.audio.lipreader import LipReader, fit_lip_reader
 from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
@@ -48,6 +54,23 @@ def corpus_tracks(corpus: Path, split: str) -> list[tuple[str, np.ndarray, np.nd
         if np.nanstd(mouth) > 1e-6:
             out.append((e["id"], audio.reshape(len(audio), -1).mean(axis=1), (mouth - np.nanmean(mouth)) / np.nanstd(mouth)))
     return out
+
+
+def sped_up(audio: np.ndarray, mouth: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray]:
+    """The clip played ``speed`` times as fast: audio resampled, the mouth track stretched to match (NaN where
+    it touches an unknown frame)."""
+    a = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
+                                       SAMPLE_RATE, int(round(SAMPLE_RATE / speed))).numpy()
+    src = np.arange(int(len(mouth) / speed)) * speed
+    known = np.isfinite(mouth)
+    out = np.interp(src, np.arange(len(mouth)), np.where(known, mouth, 0.0))
+    out[np.interp(src, np.arange(len(mouth)), (~known).astype(float)) > 0] = np.nan
+    return a, out
+
+
+def with_noise(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).standard_normal(len(audio)).astype(np.float32)
+    return audio + noise * np.sqrt(np.mean(audio ** 2) / 10 ** (snr_db / 10))
 
 
 def score(reader: LipReader, name: str, audio: np.ndarray, mouth: np.ndarray, lead: int = 0) -> dict:
@@ -80,6 +103,8 @@ def main() -> None:
     ap.add_argument("--lead", type=int, default=1, help="frame t shows the read-out of frame t + LEAD")
     ap.add_argument("--no-formants", dest="formants", action="store_false", help="the log-mel only")
     ap.add_argument("--ridge", type=float, nargs="+", default=[1.0], help="ridge penalties to compare")
+    ap.add_argument("--speeds", type=float, nargs="*", default=[], help="fit on copies at these speeds as well")
+    ap.add_argument("--noise-snr", type=float, default=None, help="fit on a noisy copy too (SNR in dB)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if not (args.corpus / "index.jsonl").is_file():
@@ -95,7 +120,11 @@ def main() -> None:
     report = {}
     for ridge in args.ridge:
         reader = LipReader(args.past, ahead=args.ahead, formants=args.formants)
-        stats = fit_lip_reader(reader, [(a, m) for _, a, m in train], ridge)
+        pairs = [(a, m) for _, a, m in train]
+        pairs += [sped_up(a, m, v) for a, m in pairs[: len(train)] for v in args.speeds]
+        if args.noise_snr is not None:
+            pairs += [(with_noise(a, args.noise_snr, i), m) for i, (_, a, m) in enumerate(train)]
+        stats = fit_lip_reader(reader, pairs, ridge)
         rows = {"corpus validation speakers": [score(reader, n, a, m, args.lead) for n, a, m in val],
                 "held-out benchmark clips": [score(reader, n, a, m, args.lead) for n, a, m in bench]}
         report[f"ridge {ridge}"] = {"fit": stats, **{k: {"summary": summary(v), "clips": v} for k, v in rows.items() if v}}

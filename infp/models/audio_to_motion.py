@@ -37,6 +37,12 @@ With the stage-1 keypoint decoder known, the hold stops where the portrait's inn
 (``AudioToMotionNet.closed_mouth``). Measured in docs/RESULTS.md ("A closed mouth in silence" and "Closed
 where the lips meet")."""
 
+SILENCE_TOLERANCE = 1e-4
+"""A lip reading within this of the reader's reading of silence counts as silence (reader units; its spread on
+speech is about 0.4). The reading of a silent channel equals ``LipReader.silence_reading`` only up to float
+rounding, which differs with how many frames are read at once: without the tolerance, a silent frame read
+1e-7 above it would be held at the rest mouth instead of the closed one."""
+
 
 class AudioToMotionNet(Pretrained):
     """Audio encoder + motion guider + motion DiT, with the null guidance used for classifier-free guidance."""
@@ -185,10 +191,11 @@ class AudioToMotionNet(Pretrained):
         probe, bias = self.mouth_probe[:-1].to(x.dtype), self.mouth_probe[-1].to(x.dtype)
         if closed is None:
             closed = bias - LIP_CLOSE_MARGIN
-        called = bias + self.lip_gain * (heard.to(x.dtype) - silence)
+        above = heard.to(x.dtype) - silence
+        called = bias + self.lip_gain * above
         axis = self.mouth_axis.to(x.dtype)
         now = x @ probe + bias
-        delta = torch.where(called > bias, called, torch.as_tensor(closed, dtype=x.dtype)) - now
+        delta = torch.where(above > SILENCE_TOLERANCE, called, torch.as_tensor(closed, dtype=x.dtype)) - now
         step = strength * delta / (axis @ probe)
         return x + step[..., None] * axis
 

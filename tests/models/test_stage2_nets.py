@@ -162,6 +162,9 @@ def test_lip_following_sets_the_mouth_probe_to_what_the_reader_hears_above_silen
     torch.testing.assert_close(out @ probe + bias, expected, atol=1e-4, rtol=1e-4)
     quiet = net.follow_lips(x, torch.full_like(heard, silence), 1.0) @ probe + bias
     torch.testing.assert_close(quiet, torch.full_like(quiet, float(closed)), atol=1e-4, rtol=1e-4)
+    # a silent channel read a float rounding above the reading of silence (read in another batch) is silence too
+    hair = net.follow_lips(x, torch.full_like(heard, silence + 1e-6), 1.0) @ probe + bias
+    torch.testing.assert_close(hair, torch.full_like(hair, float(closed)), atol=1e-4, rtol=1e-4)
     assert LIP_CLOSE_MARGIN > 0 and (now > closed).any() and (now < closed).any()  # both cases were exercised
     # a portrait's own closed mouth replaces the default
     own_closed = net.follow_lips(x, heard, 1.0, closed=float(bias) - 0.5) @ probe + bias
