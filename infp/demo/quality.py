@@ -101,10 +101,15 @@ class QualityLadder:
 
     def move(self, index: int, why: str, clock_s: float) -> Level:
         """Go to level ``index`` (the caller applies it to the renderer); returns it."""
-        new = self.levels[index]
+        new, old = self.levels[index], self.levels[self.index]
         self._reached_by_step_up = index < self.index
         self.index = index
         self._settle()
-        self.note = "" if index == 0 else f"rendering at {new} because {why}"
+        if index == 0:
+            self.note = ""
+        elif self._reached_by_step_up:  # better than before, still below the best level
+            self.note = f"rendering at {new}, up from {old} because {why}"
+        else:
+            self.note = f"rendering at {new} because {why}"
         self.changes.append({"clock_s": round(clock_s, 2), "size": new.size, "steps": new.steps, "why": why})
         return new

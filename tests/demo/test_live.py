@@ -161,3 +161,18 @@ def test_quality_steps_back_up_when_the_cpu_has_room(pipe, samples, voices):
     _run_realtime(live, voices["user"][:48000])
     assert live.level_index == 0 and live.note == ""
     assert [c["size"] for c in live.changes] == [48, 64] and live.changes[-1]["why"] == "the CPU has room again"
+
+
+def test_a_step_up_that_stays_below_the_best_level_says_so():
+    """The page prefixes the note with "Reduced quality": after a step back up that is not yet the best level,
+    the note says it went up, not that "the CPU has room again" is why the quality is reduced."""
+    from infp.demo.quality import QualityLadder
+
+    q = QualityLadder([Level(256, 6), Level(192, 4), Level(160, 4)])
+    q.move(2, "192x192, 4 diffusion steps did not keep up", 1.0)
+    assert q.note == "rendering at 160x160, 4 diffusion steps because 192x192, 4 diffusion steps did not keep up"
+    q.move(1, "the CPU has room again", 30.0)
+    assert q.note == ("rendering at 192x192, 4 diffusion steps, up from 160x160, 4 diffusion steps because the CPU "
+                      "has room again")
+    q.move(0, "the CPU has room again", 60.0)
+    assert q.note == ""
