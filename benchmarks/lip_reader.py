@@ -1,7 +1,7 @@
 """How well the lip reader hears the mouth: fitted on the corpus's own-voice training clips, scored on unseen speakers.
 
     python benchmarks/lip_reader.py --corpus data/sample_corpus --max-seconds 4 [--ahead 2 --lead 1 --no-formants]
-        [--speeds 0.9 1.1] [--noise-snr 15]
+        [--speeds 0.9 1.1] [--noise-snr 15] [--fit-val]
 
 The reader (``infp.audio.lipreader``, as stage 2 fits it) is fitted on the training split's clips whose
 face speaks its own voice, then its read-out of the speech alone is correlated with the real mouth
@@ -15,6 +15,8 @@ stage 2, before the generator and the renderer.
 ``--speeds`` adds to the fit a copy of every training clip played at each of these speeds (resampled: pitch and
 formants shift with the tempo, the mouth track is stretched with it), ``--noise-snr`` one with white noise at
 that signal-to-noise ratio: augmentations of the few minutes of own-voice video (docs/RESULTS.md: neither helps).
+``--fit-val`` fits on the validation speakers' clips as well (as the starter recipe's ``model.lip_reader_fit_val``
+does), so only the held-out benchmark clips are scored.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ def main() -> None:
     ap.add_argument("--ridge", type=float, nargs="+", default=[1.0], help="ridge penalties to compare")
     ap.add_argument("--speeds", type=float, nargs="*", default=[], help="fit on copies at these speeds as well")
     ap.add_argument("--noise-snr", type=float, default=None, help="fit on a noisy copy too (SNR in dB)")
+    ap.add_argument("--fit-val", action="store_true", help="fit on the validation speakers too (scored on the benchmark only)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if not (args.corpus / "index.jsonl").is_file():
@@ -120,12 +123,12 @@ def main() -> None:
     report = {}
     for ridge in args.ridge:
         reader = LipReader(args.past, ahead=args.ahead, formants=args.formants)
-        pairs = [(a, m) for _, a, m in train]
+        pairs = [(a, m) for _, a, m in train + (val if args.fit_val else [])]
         pairs += [sped_up(a, m, v) for a, m in pairs[: len(train)] for v in args.speeds]
         if args.noise_snr is not None:
             pairs += [(with_noise(a, args.noise_snr, i), m) for i, (_, a, m) in enumerate(train)]
         stats = fit_lip_reader(reader, pairs, ridge)
-        rows = {"corpus validation speakers": [score(reader, n, a, m, args.lead) for n, a, m in val],
+        rows = {"corpus validation speakers": [] if args.fit_val else [score(reader, n, a, m, args.lead) for n, a, m in val],
                 "held-out benchmark clips": [score(reader, n, a, m, args.lead) for n, a, m in bench]}
         report[f"ridge {ridge}"] = {"fit": stats, **{k: {"summary": summary(v), "clips": v} for k, v in rows.items() if v}}
         print(f"ridge {ridge}: fitted on {int(stats['clips'])} clips ({int(stats['frames'])} frames), r {stats['train_r']:.3f} on them")

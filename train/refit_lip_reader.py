@@ -1,13 +1,15 @@
 """Fit the lip reader, the latents' mouth axis and the measure axes of trained stage-2 weights again, without retraining.
 
-    python train/refit_lip_reader.py --weights weights/stage2 [--out DIR] [hydra overrides ...]
+    python train/refit_lip_reader.py --weights weights/stage2 [--out DIR] [--reader-only] [hydra overrides ...]
 
 A lip reader used only for lip following (``model.net.lip_cue=false``) is not read by the diffusion
 network, so it can change after training. This composes the stage-2 training config
 (``experiment=stage2_cpu_starter`` and the overrides given, e.g. ``model.net.lip_reader_ahead=2``), builds
 its data module, loads the weights into the network the config describes (the reader's settings come
 from the config, everything else from the weights) and fits the reader and the mouth axis as training
-does (``AudioToMotion.fit_lip_reader``: the training split's own-voice clips). With
+does (``AudioToMotion.fit_lip_reader``: the training split's own-voice clips, and the validation split's
+with ``model.lip_reader_fit_val=true``, the starter's). ``--reader-only`` fits the reader alone, which
+reads the voices and the real mouths but no latents. With
 ``model.net.control_axes=true`` in the config (the starter's), it also fits the probes and axes of the face
 measures that control steering uses (``AudioToMotion.fit_control_axes``, ``infp.models.steering``): they are
 not read by the diffusion network either. The result replaces ``--weights`` (or goes to ``--out``), with
@@ -39,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, default=REPO_ROOT / "weights/stage2", help="a stage-2 checkpoint folder")
     ap.add_argument("--out", type=Path, default=None, help="where to write the result (default: --weights)")
     ap.add_argument("--experiment", default="stage2_cpu_starter")
+    ap.add_argument("--reader-only", action="store_true",
+                    help="fit the lip reader alone (from the voices and the real mouths); the mouth axis and the measure "
+                         "axes stay the weights' own, so data.motion_dir need not hold the latents of these weights' renderer")
     ap.add_argument("overrides", nargs="*", help="hydra overrides of the training config (key=value)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -59,17 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     dm = instantiate(cfg.data, _convert_="all")
     model = instantiate(cfg.model, _convert_="all")
     model.net = AudioToMotionNet(**config)
-    own = {k: v for k, v in net.state_dict().items() if not k.startswith(REFITTED)}
+    refitted = ("lip_reader.",) if args.reader_only else REFITTED
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith(refitted)}
     missing, unexpected = model.net.load_state_dict(own, strict=False)
-    if unexpected or any(not k.startswith(REFITTED) for k in missing):
+    if unexpected or any(not k.startswith(refitted) for k in missing):
         sys.exit(f"{args.weights}: the weights do not fit the composed network ({unexpected or missing})")
     if getattr(dm, "audio_context", 0) is None:  # as the training entry sets it
         dm.audio_context = int(model.net.audio_context)
     dm.setup("fit")
     model.net.motion_scale.copy_(net.motion_scale)
     with torch.no_grad():
-        model.fit_lip_reader(dm)
-        if hasattr(model.net, "measure_axis"):
+        model.fit_lip_reader(dm, mouth_axis=not args.reader_only)
+        if hasattr(model.net, "measure_axis") and not args.reader_only:
             model.fit_control_axes(dm)
     doc = yaml.safe_load((args.weights / "config.yaml").read_text())
     extra = {k: v for k, v in doc.items() if k not in ("kind", "config")}

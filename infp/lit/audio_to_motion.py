@@ -38,7 +38,8 @@ class AudioToMotion(pl.LightningModule):
     def __init__(self, net: AudioToMotionNet, optimizer: Callable | None = None, p_drop_cond: float = 0.1,
                  p_drop_prev: float = 0.1, motion_dim: int | None = None, w_lips: float = 0.0,
                  stage1_checkpoint: str | None = None, w_audio_lips: float = 0.0, w_phones: float = 0.0,
-                 p_drop_control: float = 0.3, p_drop_controls: float = 0.3, lip_reader_ridge: float = 1.0) -> None:
+                 p_drop_control: float = 0.3, p_drop_controls: float = 0.3, lip_reader_ridge: float = 1.0,
+                 lip_reader_fit_val: bool = False) -> None:
         super().__init__()
         if motion_dim is not None and motion_dim != net.motion_dim:
             raise ValueError(f"model.motion_dim={motion_dim} but the network's motion_dim is {net.motion_dim} "
@@ -150,9 +151,13 @@ class AudioToMotion(pl.LightningModule):
         logging.getLogger(__name__).info("measure axes of the latents fitted on %d frames (probe r %s%s)", stats["frames"],
                                          " ".join(f"{n} {stats[n + '_r']:.2f}" for n in MEASURES), val)
 
-    def fit_lip_reader(self, dm) -> None:
+    def fit_lip_reader(self, dm, mouth_axis: bool = True) -> None:
         """Fit the network's lip reader on the training split's own-voice clips (once: a resumed or
-        initialised run keeps the fitted one) and report how well it reads the validation speakers."""
+        initialised run keeps the fitted one) and report how well it reads the validation speakers; with
+        ``lip_reader_fit_val`` on the validation split's own-voice clips as well (more speakers for a reader
+        that only lip following uses; its validation r is then no longer a held-out figure). ``mouth_axis``:
+        also fit the latents' mouth probe and axis (needs the latents of the stage-1 net the weights go with)."""
+        import itertools
         import logging
 
         from infp.audio.lipreader import fit_lip_reader, fit_mouth_axis, reader_r
@@ -160,12 +165,18 @@ class AudioToMotion(pl.LightningModule):
 
         if dm is None or not hasattr(dm, "train_subset"):
             raise ValueError("model.net.lip_reader=true needs the stage-2 data module to fit the lip reader on")
-        stats = fit_lip_reader(self.net.lip_reader, dm.train_subset(ALL).own_voice_tracks(),
-                               self.hparams.lip_reader_ridge)
+        tracks = dm.train_subset(ALL).own_voice_tracks()
+        on_val = bool(self.hparams.get("lip_reader_fit_val", False)) and dm.val_set is not None
+        if on_val:
+            tracks = itertools.chain(tracks, dm.val_set.own_voice_tracks())
+        stats = fit_lip_reader(self.net.lip_reader, tracks, self.hparams.lip_reader_ridge)
         val_r = reader_r(self.net.lip_reader, dm.val_set.own_voice_tracks()) if dm.val_set is not None else float("nan")
         logging.getLogger(__name__).info(
-            "lip reader fitted on %d own-voice clips (%d frames): r %.3f on them, %.3f on the validation clips",
-            stats["clips"], stats["frames"], stats["train_r"], val_r)
+            "lip reader fitted on %d own-voice clips%s (%d frames): r %.3f on them, %.3f on the validation clips%s",
+            stats["clips"], " of the training and validation speakers" if on_val else "", stats["frames"],
+            stats["train_r"], val_r, " (fitted on them too)" if on_val else "")
+        if not mouth_axis:
+            return
         probe, axis, mstats = fit_mouth_axis(self._mouth_tracks(dm.train_subset(ALL)))
         self.net.mouth_probe.copy_(torch.from_numpy(probe))
         self.net.mouth_axis.copy_(torch.from_numpy(axis))

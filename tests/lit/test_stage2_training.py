@@ -228,3 +228,65 @@ def test_a_reader_for_lip_following_alone_is_fitted_again_without_retraining(tmp
         if not k.startswith("lip_reader."):
             assert torch.equal(v, new[k]), k
     assert (out / "style_calibration.json").read_text() == "{}"
+    # --reader-only: the reader alone is fitted again; the mouth axis and the measure axes stay the weights' own
+    alone = tmp_path / "reader_only"
+    assert refit.main(["--weights", str(out), "--out", str(alone), "--experiment", "stage2_debug", "--reader-only",
+                       f"paths.corpus={sample_corpus}", f"data.motion_dir={motion_dir}", "model.net.lip_reader=true",
+                       "model.net.lip_cue=false", "model.net.lip_reader_past=3", "model.net.lip_reader_ahead=2",
+                       "model.net.lip_reader_formants=true", "model.net.controls=true", "data.controls=true",
+                       "model.net.control_axes=true"]) == 0
+    third = AudioToMotionNet.from_pretrained(alone)
+    assert third.lip_reader.past == 3 and third.lip_reader.is_fitted
+    for k, v in after.state_dict().items():
+        if not k.startswith("lip_reader."):
+            assert torch.equal(v, third.state_dict()[k]), k
+
+
+def test_the_lip_reader_learns_from_the_validation_speakers_only_when_asked(samples):
+    """``model.lip_reader_fit_val``: the reader (used by lip following alone) is fitted on the validation split's
+    own-voice clips as well as the training split's; without it on the training split's alone. ``mouth_axis=False``
+    (``refit_lip_reader.py --reader-only``) leaves the latents' mouth probe and axis as they were."""
+    import numpy as np
+    import torch
+
+    from infp.audio.lipreader import LipReader, fit_lip_reader
+    from infp.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
+    from infp.io import read_audio, to_mono
+    from infp.lit.audio_to_motion import AudioToMotion
+
+    def track(name):
+        a = to_mono(read_audio(samples / "audio" / name))[: 6 * SAMPLE_RATE]
+        t = len(a) // SAMPLES_PER_FRAME
+        e = np.log(np.mean(a[: t * SAMPLES_PER_FRAME].reshape(t, -1) ** 2, axis=1) + 1e-6)
+        return a, (e - e.mean()) / e.std()
+
+    train_tracks, val_tracks = [track("hallo_3.flac")], [track("joyvasa_001.flac")]
+
+    class Split:
+        def __init__(self, tracks):
+            self.tracks = tracks
+
+        def own_voice_tracks(self):
+            yield from self.tracks
+
+    class Data:
+        val_set = Split(val_tracks)
+
+        def train_subset(self, _):
+            return Split(train_tracks)
+
+    readers = {}
+    for fit_val in (False, True):
+        torch.manual_seed(0)
+        net = AudioToMotionNet(motion_dim=8, audio_dim=16, audio_hidden=16, guide_dim=32, bank_size=8, style_dim=8,
+                               dit_dim=32, depth=1, lip_reader=True, lip_cue=False, lip_follow=1.0)
+        net.mouth_probe.normal_()
+        probe = net.mouth_probe.clone()
+        AudioToMotion(net, lip_reader_fit_val=fit_val).fit_lip_reader(Data(), mouth_axis=False)
+        assert net.lip_reader.is_fitted and torch.equal(net.mouth_probe, probe)
+        readers[fit_val] = net.lip_reader
+    for fit_val, tracks in ((False, train_tracks), (True, train_tracks + val_tracks)):
+        expected = LipReader()
+        fit_lip_reader(expected, tracks)
+        torch.testing.assert_close(readers[fit_val].weight, expected.weight)
+    assert not torch.allclose(readers[False].weight, readers[True].weight)
