@@ -107,7 +107,8 @@ def main() -> None:
     ap.add_argument("--ridge", type=float, nargs="+", default=[1.0], help="ridge penalties to compare")
     ap.add_argument("--speeds", type=float, nargs="*", default=[], help="fit on copies at these speeds as well")
     ap.add_argument("--noise-snr", type=float, default=None, help="fit on a noisy copy too (SNR in dB)")
-    ap.add_argument("--fit-val", action="store_true", help="fit on the validation speakers too (scored on the benchmark only)")
+    ap.add_argument("--fit-val", action="store_true",
+                    help="fit on the validation speakers too (then scored on the benchmark clips only)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if not (args.corpus / "index.jsonl").is_file():
@@ -128,7 +129,8 @@ def main() -> None:
         if args.noise_snr is not None:
             pairs += [(with_noise(a, args.noise_snr, i), m) for i, (_, a, m) in enumerate(train)]
         stats = fit_lip_reader(reader, pairs, ridge)
-        rows = {"corpus validation speakers": [] if args.fit_val else [score(reader, n, a, m, args.lead) for n, a, m in val],
+        scored_val = [] if args.fit_val else val
+        rows = {"corpus validation speakers": [score(reader, n, a, m, args.lead) for n, a, m in scored_val],
                 "held-out benchmark clips": [score(reader, n, a, m, args.lead) for n, a, m in bench]}
         report[f"ridge {ridge}"] = {"fit": stats, **{k: {"summary": summary(v), "clips": v} for k, v in rows.items() if v}}
         print(f"ridge {ridge}: fitted on {int(stats['clips'])} clips ({int(stats['frames'])} frames), r {stats['train_r']:.3f} on them")

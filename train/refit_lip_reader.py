@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="where to write the result (default: --weights)")
     ap.add_argument("--experiment", default="stage2_cpu_starter")
     ap.add_argument("--reader-only", action="store_true",
-                    help="fit the lip reader alone (from the voices and the real mouths); the mouth axis and the measure "
-                         "axes stay the weights' own, so data.motion_dir need not hold the latents of these weights' renderer")
+                    help="fit the lip reader alone (from the voices and the real mouths); the mouth axis and the "
+                         "measure axes stay the weights' own, so data.motion_dir may hold any renderer's latents")
     ap.add_argument("overrides", nargs="*", help="hydra overrides of the training config (key=value)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
