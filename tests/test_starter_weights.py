@@ -39,6 +39,7 @@ def test_render_sample_dialogue_with_starter_weights(tmp_path, samples):
     assert len(frames) == n and frames.shape[1:] == (256, 256, 3)
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["frames"] == n and report["checkpoints"]["stage1"].endswith("stage1")
+    assert report["mouth_onset"] == 0.0  # lp_s1's parted lips open from the first steps
     # a face is still there: the face-mesh landmarker finds one on rendered frames
     from infp.face import FaceDetector
 
@@ -173,3 +174,39 @@ def test_a_listening_mouth_is_held_where_each_portraits_lips_meet(samples, weigh
         # closed, not crossed: within 1.5 % of the eye distance (v2: 2.5 %; it leaves lp_s5's lips 2.2 % apart)
         assert abs(float(keypoint_lip_gap(kp).mean())) < (0.025 if weights == V2 else 0.015), name
     assert kinds == {"closed at rest", "parted at rest"}  # both cases were exercised
+
+
+
+
+@PAIRS
+def test_speech_starts_where_a_closed_lipped_portraits_rendered_mouth_opens(samples, weights, monkeypatch):
+    """lp_s5 is photographed with closed lips: the renderer keeps them sealed over the first units of the mouth axis,
+    so its speech targets start higher up (``speech_onset`` > 0), where the rendered lips part; lp_s1's parted lips
+    open from the first steps (onset 0). Rendered speech then opens lp_s5's mouth wider than without the onset."""
+    from infp.eval.lipsync import mouth_track
+    from infp.pipelines.render import Pipeline, RenderSettings
+    from infp.runtime import streaming
+    from infp.runtime.mouth import ONSET_OPENING, rendered_openings, speech_onset
+    from infp.runtime.portrait import load_portrait
+
+    pipe = Pipeline.from_pretrained(weights)
+    net = pipe.stage2
+    onsets = {}
+    for name in ("lp_s1", "lp_s5"):
+        pt = load_portrait(samples / "portraits" / f"{name}.jpg", pipe.size)
+        src = pipe.stage1.source(pt)
+        closed = net.closed_mouth(src.motion[0], pipe.stage1.decode_keypoints)
+        onsets[name] = speech_onset(pipe.stage1, src, net, src.motion[0], closed)
+        shut, above = rendered_openings(pipe.stage1, src, net, src.motion[0],
+                                        [closed - float(net.mouth_probe[-1]), onsets[name] + 1.0])
+        assert above - shut >= ONSET_OPENING, (name, onsets[name], shut, above)  # open one unit above the onset
+    assert onsets["lp_s1"] == 0.0 and onsets["lp_s5"] >= 1.0, onsets
+
+    speech = read_audio(samples / "audio" / "joyvasa_001.flac")[0, : 4 * 16000]
+    spread = {}
+    for kind in ("onset", "none"):
+        if kind == "none":
+            monkeypatch.setattr(streaming, "speech_onset", lambda *args: 0.0)
+        frames = pipe.render(samples / "portraits" / "lp_s5.jpg", self_audio=speech, settings=RenderSettings(seed=0))
+        spread[kind] = float(np.nanstd(mouth_track(frames)))
+    assert spread["onset"] > 2 * spread["none"], spread

@@ -171,14 +171,16 @@ class AudioToMotionNet(Pretrained):
         return self.lip_lead + self.lip_reader.ahead
 
     def follow_lips(self, x: torch.Tensor, heard: torch.Tensor, strength: float,
-                    silence: float | None = None, closed: float | None = None) -> torch.Tensor:
+                    silence: float | None = None, closed: float | None = None, onset: float = 0.0) -> torch.Tensor:
         """Move generated offsets ``x`` (B, T, D) along the mouth axis toward the mouth the voice calls for,
         ``strength`` of the way. ``heard`` (B, T) is the lip reader's value for each frame (of frame t +
         ``lip_lead``: the lips move ahead of the voice); ``silence`` its value for a silent channel
         (``LipReader.silence_reading``, computed when None); ``closed`` the mouth probe's reading of the
-        portrait's closed mouth (``closed_mouth``; None: ``LIP_CLOSE_MARGIN`` below the rest mouth).
+        portrait's closed mouth (``closed_mouth``; None: ``LIP_CLOSE_MARGIN`` below the rest mouth); ``onset`` how
+        far above the rest mouth the portrait's rendered mouth starts to open (``infp.runtime.mouth.speech_onset``):
+        speech targets start there.
 
-        The target is the rest latent's mouth (offset 0) plus ``lip_gain`` times what the reader hears above
+        The target is the rest latent's mouth (offset 0) plus ``onset`` plus ``lip_gain`` times what the reader hears above
         silence: a regression's read-out of silence is shrunk toward the mean, above the closed mouth, so
         silence itself must read as closed. Where the voice reads as silence or quieter, the target is the
         closed mouth itself: there the probe's reading of the generated frame is noise, and following it
@@ -192,7 +194,7 @@ class AudioToMotionNet(Pretrained):
         if closed is None:
             closed = bias - LIP_CLOSE_MARGIN
         above = heard.to(x.dtype) - silence
-        called = bias + self.lip_gain * above
+        called = bias + onset + self.lip_gain * above
         axis = self.mouth_axis.to(x.dtype)
         now = x @ probe + bias
         delta = torch.where(above > SILENCE_TOLERANCE, called, torch.as_tensor(closed, dtype=x.dtype)) - now

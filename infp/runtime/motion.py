@@ -135,6 +135,9 @@ class MotionStream:
         # the mouth probe's reading of this portrait's closed mouth, held in silence (``decode_keypoints``: the
         # stage-1 keypoint decoder, so that the hold stops where the portrait's lips meet)
         self._closed = net.closed_mouth(self.rest[0], decode_keypoints) if net.can_follow_lips else None
+        # how far above the rest mouth speech targets start (``infp.runtime.mouth.speech_onset``; set by the
+        # caller that can render the portrait)
+        self.mouth_onset = 0.0
         with torch.no_grad():
             self.style = net.style(self.rest, None if spread is None else spread.reshape(1, -1).to(self.device))
         self.seed = seed
@@ -266,7 +269,8 @@ class MotionStream:
             if active:
                 x = torch.from_numpy(steered).to(x)[None]
         if self.delay:
-            x = net.follow_lips(x, self._heard(self.frames_emitted, k), self.lip_follow, self._silence, self._closed)
+            x = net.follow_lips(x, self._heard(self.frames_emitted, k), self.lip_follow, self._silence, self._closed,
+                                self.mouth_onset)
         self.frames_emitted += k
         latents = self.rest + x[0] * net.motion_scale
         return latents.cpu().numpy().astype(np.float32)

@@ -36,6 +36,7 @@ from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.controls import Controls
 from infp.runtime.motion import CONTROL_SCALE, CONTROL_STEER, MotionStream
+from infp.runtime.mouth import speech_onset
 from infp.runtime.overlay import OVERLAY_LANE, draw_overlay, frame_state
 from infp.runtime.portrait import Portrait
 from infp.runtime.stage1 import Stage1Runner
@@ -80,6 +81,9 @@ class StreamingSession:
     ``controls``: expression / behaviour controls of stage 2 (None or empty: the model's own choice), guided
     with the weight ``control_scale`` and, with weights that have measure axes, held to their level in the
     latents ``control_steer`` of the way (``infp.models.steering``).
+    ``mouth_onset``: with lip following on, render the portrait's mouth along the latents' mouth axis once and start
+    speech where it opens (``infp.runtime.mouth.speech_onset``: closed-lipped portraits stay sealed over the first
+    units; about 0.5 s at 256²).
     """
 
     def __init__(self, stage1: Stage1Runner, stage2: AudioToMotionNet, portrait: Portrait, *, steps: int = 6,
@@ -87,7 +91,7 @@ class StreamingSession:
                  vad: np.ndarray | None = None, vad_threshold: float = SPEECH_THRESHOLD, render_batch: int | None = None,
                  device: str | torch.device = "cpu", timings: dict | None = None, controls: Controls | None = None,
                  control_scale: float = CONTROL_SCALE, lip_follow: float | None = None,
-                 control_steer: float = CONTROL_STEER) -> None:
+                 control_steer: float = CONTROL_STEER, mouth_onset: bool = True) -> None:
         self.stage1 = stage1
         self.device = torch.device(device)
         self.portrait = portrait
@@ -96,6 +100,8 @@ class StreamingSession:
                                    device=self.device, controls=controls, control_scale=control_scale,
                                    lip_follow=lip_follow, control_steer=control_steer,
                                    decode_keypoints=stage1.decode_keypoints)
+        if mouth_onset and self.motion.delay:  # lip following is on: find where this face's rendered mouth opens
+            self.motion.mouth_onset = speech_onset(stage1, self.source, stage2, self.motion.rest[0], self.motion._closed)
         self.paste_back, self.overlay = paste_back, overlay
         self.vad_threshold = vad_threshold
         self.window = self.motion.window
@@ -114,6 +120,7 @@ class StreamingSession:
         self.timings = timings if timings is not None else {}
         self.timings.setdefault("stage2_s", 0.0)
         self.timings.setdefault("stage1_s", 0.0)
+        self.timings["mouth_onset"] = self.motion.mouth_onset
 
     # -- audio in ---------------------------------------------------------------------------------
     @property
