@@ -178,6 +178,7 @@ def test_a_listening_mouth_is_held_where_each_portraits_lips_meet(samples, weigh
 
 
 
+@pytest.mark.slow
 @PAIRS
 def test_speech_starts_where_a_closed_lipped_portraits_rendered_mouth_opens(samples, weights, monkeypatch):
     """lp_s5 is photographed with closed lips: the renderer keeps them sealed over the first units of the mouth axis,
