@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from infp.io import read_audio, write_wav
+
+
+WS_RECEIVE_TIMEOUT = 60.0
+"""Seconds a test waits for a WebSocket message before it fails (a reply that never comes fails, not hangs)."""
+
+
+@pytest.fixture(autouse=True)
+def _bounded_websocket_waits(monkeypatch):
+    """Every WebSocket these tests open waits at most ``WS_RECEIVE_TIMEOUT`` for a message unless a receive says
+    otherwise: a missing reply becomes a test failure instead of a suite that never ends."""
+    connect = aiohttp.ClientSession.ws_connect
+
+    def ws_connect(self, url, **kwargs):
+        kwargs.setdefault("timeout", aiohttp.ClientWSTimeout(ws_receive=WS_RECEIVE_TIMEOUT, ws_close=10.0))
+        return connect(self, url, **kwargs)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "ws_connect", ws_connect)
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,14 @@ async def _connect(http, url, wait=10.0):
         await asyncio.sleep(0.2)
 
 
+async def _until_free(http, url, wait=30.0):
+    """Wait until the server has closed the previous session (it is torn down after its page goes)."""
+    deadline = time.monotonic() + wait
+    while (await (await http.get(url + "/api/info")).json())["busy"]:
+        assert time.monotonic() < deadline, "the previous session was not closed within %.0f s" % wait
+        await asyncio.sleep(0.1)
+
+
 async def _collect(ws, until, timeout=30.0):
     frames, audio, texts = [], [], []
     deadline = time.monotonic() + timeout
@@ -145,6 +153,7 @@ def test_external_agent_pcm_tts_and_recording(server, voices):
             agent = await http.ws_connect(server["ws"] + "/ws/agent")
             ready = await agent.receive_json()
             assert ready["type"] == "ready" and ready["sample_rate"] == 16000
+            await _until_free(http, server["url"])
             await agent.send_bytes(pcm16(voices["agent"][:1600]))  # no live session yet
             assert "no live session" in (await agent.receive_json())["message"]
 
