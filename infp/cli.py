@@ -393,6 +393,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_renderer_args(p: argparse.ArgumentParser) -> None:
+    """--device, --precision and --backend: where and how the stage-1 renderer runs."""
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), "
+                        "within ~47 dB PSNR of fp32")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="runtime of the renderer: torch, or its graph exported to ONNX (cached) and run by onnxruntime or "
+                        "openvino on the CPU (pip install 'infp[runtime]'; see docs/RESULTS.md, Stage-1 inference runtimes)")
+
+
 def _add_control_args(p: argparse.ArgumentParser) -> None:
     from infp.models.controls import CONTROL_NAMES, PRESETS
     from infp.runtime.motion import CONTROL_SCALE, CONTROL_STEER
@@ -501,12 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-out", choices=("mix", "self", "none"), default="mix", help="audio track of the mp4")
     p.add_argument("--overlay", action="store_true", help="draw both channels' VAD and the speaking/listening state")
     _add_control_args(p)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="runtime of the renderer: torch, or its graph exported to ONNX (cached) and run by onnxruntime or "
-                        "openvino on the CPU (pip install 'infp[runtime]'; see docs/RESULTS.md, Stage-1 inference runtimes)")
+    _add_renderer_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_render)
 
@@ -518,12 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face-index", type=nonneg_int, default=None, help="face of the portrait, i-th from the left (default: largest)")
     p.add_argument("--paste-back", action="store_true", help="render into the whole portrait, not only the crop")
     p.add_argument("--absolute", action="store_true", help="use the driver's motion as is, not relative to its first frame")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="runtime of the renderer: torch, or its graph exported to ONNX (cached) and run by onnxruntime or "
-                        "openvino on the CPU (pip install 'infp[runtime]'; see docs/RESULTS.md, Stage-1 inference runtimes)")
+    _add_renderer_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_reenact)
 
@@ -565,12 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", type=Path, default=None, help="--simulate: save the session as this .mp4 (both voices)")
     p.add_argument("--report", type=Path, default=None, help="--simulate: figures as JSON (default: beside --record)")
     p.add_argument("--threads", type=int_range(1, 1024), default=2, help="torch CPU threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), within ~47 dB PSNR of fp32")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="runtime of the renderer: torch, or its graph exported to ONNX (cached) and run by onnxruntime or "
-                        "openvino on the CPU (pip install 'infp[runtime]'; see docs/RESULTS.md, Stage-1 inference runtimes)")
+    _add_renderer_args(p)
     _add_control_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)

@@ -3,7 +3,6 @@ speech, a live session with the starter weights, the server's sockets and the ex
 
 import asyncio
 import json
-import re
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from infp.demo.messages import EVENTS, MessageError, parse
 from infp.demo.server import KIND_AGENT_AUDIO, KIND_FRAME, pcm16, unpack
 from infp.io import read_audio
 from infp.paths import REPO_ROOT
+
+from demo_helpers import connect, demo_process
 
 CHUNK_S = 512 / SAMPLE_RATE
 HOP_FRAMES = 4
@@ -147,25 +148,9 @@ def test_barge_in_in_a_live_session_closes_the_mouth(starter, samples):
 # -- the server: events on /ws and /ws/agent, and the example agent against it -------------------------
 @pytest.fixture(scope="module")
 def server(tiny_weights):
-    proc = subprocess.Popen([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--checkpoint", str(tiny_weights),
-                             "--steps", "2", "--delay-ms", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-    assert m, line + proc.stderr.read()
-    yield {"url": f"http://127.0.0.1:{m.group(1)}", "ws": f"ws://127.0.0.1:{m.group(1)}", "proc": proc}
-    proc.terminate()
-    proc.wait(30)
-
-
-async def _connect(http, url, wait=15.0):
-    deadline = time.monotonic() + wait
-    while True:
-        ws = await http.ws_connect(url)
-        first = await ws.receive_json()
-        if first["type"] == "hello" or time.monotonic() > deadline:
-            return ws, first
-        await ws.close()
-        await asyncio.sleep(0.2)
+    with demo_process([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--checkpoint", str(tiny_weights),
+                       "--steps", "2", "--delay-ms", "500"]) as server:
+        yield server
 
 
 def test_example_agent_stops_on_barge_in(server, samples):
@@ -178,7 +163,7 @@ def test_example_agent_stops_on_barge_in(server, samples):
 
     async def scenario():
         async with aiohttp.ClientSession() as http:
-            ws, hello = await _connect(http, server["ws"] + "/ws")
+            ws, hello = await connect(http, server["ws"] + "/ws")
             assert hello["type"] == "hello"
             watcher = await http.ws_connect(server["ws"] + "/ws/agent")  # a second agent socket sees the events too
             assert (await watcher.receive_json())["type"] == "ready"

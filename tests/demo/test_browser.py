@@ -7,7 +7,6 @@ are tried on small weights whose stage 2 takes controls.
 
 import asyncio
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -17,6 +16,8 @@ import soundfile as sf
 from infp.demo.browser import Chromium, find_chromium
 from infp.io import read_audio, read_frames
 from infp.weights import starter_checkpoint
+
+from demo_helpers import demo_process
 
 pytestmark = [
     pytest.mark.slow,
@@ -37,14 +38,8 @@ def mic_wav(tmp_path_factory, samples):
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory):
     rec = tmp_path_factory.mktemp("recordings")
-    proc = subprocess.Popen([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--record-dir", str(rec)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-    assert m, line + proc.stderr.read()
-    yield {"url": m.group(1), "proc": proc, "rec": rec}
-    proc.terminate()
-    proc.wait(10)
+    with demo_process([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--record-dir", str(rec)]) as server:
+        yield {**server, "rec": rec}
 
 
 STARTER_HAS_CONTROLS = "controls: true" in (starter_checkpoint("stage2") / "config.yaml").read_text()
@@ -115,14 +110,9 @@ def test_page_shows_the_avatar_listening_then_speaking(demo_server, mic_wav, tmp
 
 @pytest.fixture(scope="module")
 def controls_server(controls_weights):
-    proc = subprocess.Popen([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--checkpoint", str(controls_weights),
-                             "--steps", "2", "--delay-ms", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-    assert m, line + proc.stderr.read()
-    yield {"url": m.group(1), "proc": proc}
-    proc.terminate()
-    proc.wait(30)
+    with demo_process([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--checkpoint", str(controls_weights),
+                       "--steps", "2", "--delay-ms", "500"]) as server:
+        yield server
 
 
 # every new picture on the canvas, as the frame's index and a 16 x 16 grey thumbnail

@@ -4,7 +4,6 @@ from the hop at the session clock (small weights whose stage 2 takes controls)."
 import asyncio
 import json
 import re
-import subprocess
 import sys
 import time
 
@@ -18,6 +17,8 @@ from infp.demo.quality import Level
 from infp.demo.server import pcm16
 from infp.models.controls import CONTROL_NAMES, PRESETS, Controls
 from infp.pipelines.render import Pipeline, RenderSettings
+
+from demo_helpers import demo_process
 
 LEVELS = [Level(64, 2)]
 
@@ -113,14 +114,9 @@ def test_a_recording_keeps_the_controls_in_effect(pipe, portraits, tmp_path):
 # -- over the protocol ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(controls_weights):
-    proc = subprocess.Popen([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--checkpoint", str(controls_weights),
-                             "--steps", "2", "--delay-ms", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-    assert m, line + proc.stderr.read()
-    yield {"url": f"http://127.0.0.1:{m.group(1)}", "ws": f"ws://127.0.0.1:{m.group(1)}", "proc": proc}
-    proc.terminate()
-    proc.wait(30)
+    with demo_process([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--checkpoint", str(controls_weights),
+                       "--steps", "2", "--delay-ms", "500"]) as server:
+        yield server
 
 
 async def _mic(ws):

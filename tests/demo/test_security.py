@@ -5,7 +5,6 @@ import asyncio
 import json
 import math
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,8 @@ from infp.demo.agent import AgentVoice
 from infp.demo.messages import AGENT, PAGE, MessageError, parse
 from infp.demo.server import KIND_FRAME, Access, TooLong, clean_pcm, decode_audio, pack, pcm16, synthesize, tts_available, unpack
 from infp.errors import InfpError, MediaError
+
+from demo_helpers import demo_process
 
 LAUNCH = """
 import json, sys
@@ -46,15 +47,8 @@ def server(tiny_weights, tmp_path_factory):
     """The demo server with small limits (8 MB uploads, 1 s body timeout, 30 s agent queue) and one allowed origin."""
     rec = tmp_path_factory.mktemp("recordings")
     cfg = {"checkpoint": str(tiny_weights), "rec": str(rec), "allow": ["https://allowed.example"], "limits": LIMITS}
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, json.dumps(cfg)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-    assert m, line + proc.stderr.read()
-    port = int(m.group(1))
-    yield {"port": port, "url": f"http://127.0.0.1:{port}", "ws": f"ws://127.0.0.1:{port}", "proc": proc}
-    proc.terminate()
-    proc.wait(10)
+    with demo_process([sys.executable, "-c", LAUNCH, json.dumps(cfg)]) as server:
+        yield server
 
 
 def _rss_mb(pid: int) -> float:

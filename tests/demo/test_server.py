@@ -2,8 +2,6 @@
 
 import asyncio
 import json
-import re
-import subprocess
 import sys
 import time
 
@@ -15,21 +13,17 @@ import pytest
 from infp.demo.server import KIND_FRAME, StreamResampler, pack, pcm16, tts_available, unpack
 from infp.io import read_frames
 
+from demo_helpers import connect, demo_process, until_free
+
 
 @pytest.fixture(scope="module")
 def server(tiny_weights, tmp_path_factory, samples):
     """`infp demo` on a free port (small weights, generous delay), stopped after the tests."""
     rec = tmp_path_factory.mktemp("recordings")
-    proc = subprocess.Popen([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--checkpoint", str(tiny_weights),
-                             "--steps", "2", "--delay-ms", "500", "--record-dir", str(rec),
-                             "--allow-origin", "http://allowed.example"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-    assert m, line + proc.stderr.read()
-    yield {"url": f"http://127.0.0.1:{m.group(1)}", "ws": f"ws://127.0.0.1:{m.group(1)}", "proc": proc, "rec": rec}
-    proc.terminate()
-    proc.wait(10)
+    with demo_process([sys.executable, "-m", "infp.cli", "demo", "--port", "0", "--checkpoint", str(tiny_weights),
+                       "--steps", "2", "--delay-ms", "500", "--record-dir", str(rec),
+                       "--allow-origin", "http://allowed.example"]) as server:
+        yield {**server, "rec": rec}
 
 
 def test_pack_unpack_and_resampler():
@@ -55,26 +49,6 @@ async def _mic(ws, audio, start_at=0.0):
         await ws.send_bytes(pcm16(audio[s:s + 640]))
 
 
-async def _connect(http, url, wait=10.0):
-    """Open a session; while the previous one is still being torn down the server answers busy: retry."""
-    deadline = time.monotonic() + wait
-    while True:
-        ws = await http.ws_connect(url)
-        first = await ws.receive_json()
-        if first["type"] == "hello" or time.monotonic() > deadline:
-            return ws, first
-        await ws.close()
-        await asyncio.sleep(0.2)
-
-
-async def _until_free(http, url, wait=30.0):
-    """Wait until the server has closed the previous session (it is torn down after its page goes)."""
-    deadline = time.monotonic() + wait
-    while (await (await http.get(url + "/api/info")).json())["busy"]:
-        assert time.monotonic() < deadline, "the previous session was not closed within %.0f s" % wait
-        await asyncio.sleep(0.1)
-
-
 async def _collect(ws, until, timeout=30.0):
     frames, audio, texts = [], [], []
     deadline = time.monotonic() + timeout
@@ -96,7 +70,7 @@ async def _collect(ws, until, timeout=30.0):
 def test_session_frames_agent_audio_and_refusal_of_a_second_session(server, voices):
     async def scenario():
         async with aiohttp.ClientSession() as http:
-            ws, hello = await _connect(http, server["ws"] + "/ws")
+            ws, hello = await connect(http, server["ws"] + "/ws")
             assert hello["type"] == "hello" and hello["sample_rate"] == 16000 and hello["delay_ms"] == 500
             assert "ditto.flac" in hello["files"]
             # the user talks (the partner channel): frames arrive, the avatar listens
@@ -131,7 +105,7 @@ def test_session_frames_agent_audio_and_refusal_of_a_second_session(server, voic
             mic.cancel()
             await ws.close()
             # the slot is free again: a new session is served
-            ws3, hello3 = await _connect(http, server["ws"] + "/ws")
+            ws3, hello3 = await connect(http, server["ws"] + "/ws")
             assert hello3["type"] == "hello"
             await ws3.close()
 
@@ -153,11 +127,11 @@ def test_external_agent_pcm_tts_and_recording(server, voices):
             agent = await http.ws_connect(server["ws"] + "/ws/agent")
             ready = await agent.receive_json()
             assert ready["type"] == "ready" and ready["sample_rate"] == 16000
-            await _until_free(http, server["url"])
+            await until_free(http, server["url"])
             await agent.send_bytes(pcm16(voices["agent"][:1600]))  # no live session yet
             assert "no live session" in (await agent.receive_json())["message"]
 
-            ws, hello = await _connect(http, server["ws"] + "/ws")
+            ws, hello = await connect(http, server["ws"] + "/ws")
             assert hello["type"] == "hello"
             mic = asyncio.create_task(_mic(ws, np.zeros(16000 * 120, np.float32)))
             await ws.send_json({"type": "record", "on": True})
@@ -209,7 +183,7 @@ def test_external_agent_pcm_tts_and_recording(server, voices):
 def test_bad_requests_get_errors_not_crashes(server, voices):
     async def scenario():
         async with aiohttp.ClientSession() as http:
-            ws, hello = await _connect(http, server["ws"] + "/ws")
+            ws, hello = await connect(http, server["ws"] + "/ws")
             assert hello["type"] == "hello"
             for bad in ({"type": "play", "files": ["../../etc/passwd"]}, {"type": "nonsense"}, {"type": "say", "text": ""},
                         {"type": "record", "on": False}):
@@ -232,7 +206,7 @@ def test_bad_requests_get_errors_not_crashes(server, voices):
 def test_controls_are_refused_when_the_weights_have_none(server):
     async def scenario():
         async with aiohttp.ClientSession() as http:
-            ws, hello = await _connect(http, server["ws"] + "/ws")
+            ws, hello = await connect(http, server["ws"] + "/ws")
             assert hello["controls_available"] is False and "trained without expression controls" in hello["controls_note"]
             mic = asyncio.create_task(_mic(ws, np.zeros(16000 * 10, np.float32)))
             await ws.send_json({"type": "controls", "preset": "warm"})
