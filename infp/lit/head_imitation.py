@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -79,6 +79,7 @@ class HeadImitation(pl.LightningModule):
         init_from: str | None = None,
         identity_pairs: int = 8,
         motion_dim: int | None = None,
+        freeze: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if motion_dim is not None and motion_dim != net.motion_dim:
@@ -88,6 +89,7 @@ class HeadImitation(pl.LightningModule):
         self.net = net
         if init_from:
             load_matching(net, init_from)
+        self.frozen = self._freeze(tuple(freeze))
         self.discriminator = discriminator if w_adv > 0 else None
         if init_from and self.discriminator is not None:
             from infp.lit.callbacks import DISCRIMINATOR_FILE
@@ -100,6 +102,27 @@ class HeadImitation(pl.LightningModule):
             log.warning("perceptual loss requested but no local VGG weights given; training without it")
         self.automatic_optimization = self.discriminator is None
         self._identity_bank: list[dict[str, torch.Tensor]] = []
+
+    def _freeze(self, names: tuple[str, ...]) -> list[torch.nn.Module]:
+        """Hold the weights of these parts of the network (e.g. ``motion_encoder`` and ``keypoints``: the renderer
+        learns while the motion latents, and so a stage 2 trained on them, stay valid)."""
+        parts = {name for name, _ in self.net.named_children()}
+        unknown = [n for n in names if n not in parts or getattr(self.net, n) is None]
+        if unknown:
+            raise ValueError(f"model.freeze: {', '.join(unknown)} is not a part of the network; its parts: "
+                             f"{', '.join(sorted(n for n in parts if getattr(self.net, n) is not None))}")
+        frozen = [getattr(self.net, n) for n in names]
+        for module in frozen:
+            module.requires_grad_(False)
+        if names:
+            log.info("frozen: %s", ", ".join(names))
+        return frozen
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.frozen:  # held parts keep their inference behaviour
+            module.eval()
+        return self
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         src = self.net.prepare_source(batch["source"], batch["source_masked"])
@@ -202,7 +225,7 @@ class HeadImitation(pl.LightningModule):
                 self.log(key, scores[name], rank_zero_only=True)
 
     def configure_optimizers(self):
-        opt_g = self.optimizer_factory(self.net.parameters())
+        opt_g = self.optimizer_factory([p for p in self.net.parameters() if p.requires_grad])
         if self.discriminator is None:
             return opt_g
         return [opt_g, self.optimizer_factory(self.discriminator.parameters())]

@@ -125,3 +125,39 @@ def test_a_run_started_from_an_export_keeps_its_discriminator(tmp_path, sample_c
     assert all(torch.equal(cont.discriminator.state_dict()[k], v) for k, v in saved.items())
     exported = HeadImitationNet.from_pretrained(tmp_path / "checkpoint")
     assert all(torch.equal(cont.net.state_dict()[k], v) for k, v in exported.state_dict().items())
+
+
+def test_frozen_parts_keep_their_weights_while_the_renderer_learns(tmp_path, sample_corpus):
+    """model.freeze holds the motion encoder and keypoint decoder of init_from: the exported latents' network is
+    bit for bit the one it started from, the rest of the renderer (and the discriminator) moved."""
+    gan = ["model.w_adv=0.1", "model.w_fm=10", "model.discriminator.base=8", "model.net.keypoints=true"]
+    start = tmp_path / "start"
+    train(_cfg(["experiment=stage1_debug", f"paths.corpus={sample_corpus}", f"paths.output_dir={start}",
+                "trainer.max_steps=2", "trainer.enable_progress_bar=false", *gan]))
+    held = ["model.freeze=[motion_encoder,keypoints]", f"model.init_from={start / 'checkpoint'}"]
+    out = tmp_path / "frozen"
+    train(_cfg(["experiment=stage1_debug", f"paths.corpus={sample_corpus}", f"paths.output_dir={out}",
+                "trainer.max_steps=4", "trainer.enable_progress_bar=false", *gan, *held]))
+    before = HeadImitationNet.from_pretrained(start / "checkpoint").state_dict()
+    after = HeadImitationNet.from_pretrained(out / "checkpoint").state_dict()
+    for k, v in after.items():
+        same = torch.equal(before[k], v)
+        if k.startswith(("motion_encoder.", "keypoints.")):
+            assert same, k
+    moved = [k for k in after if k.startswith(("flow.", "decoder.", "appearance.")) and not torch.equal(before[k], after[k])]
+    assert moved and any(k.startswith("decoder.") for k in moved)
+    from infp.lit.head_imitation import HeadImitation
+
+    with pytest.raises(ValueError, match="model.freeze: eyes is not a part of the network; its parts: appearance"):
+        HeadImitation(HeadImitationNet.from_pretrained(start / "checkpoint"), freeze=["eyes"])
+
+
+def test_the_renderer_only_recipe_composes_with_its_held_parts():
+    cfg = _cfg(["experiment=stage1_v2_renderer_cpu", "paths.output_dir=/tmp/unused", "model.init_from=null"])
+    assert list(cfg.model.freeze) == ["motion_encoder", "keypoints"] and cfg.run_name == "v2_renderer_cpu"
+    model = instantiate(cfg.model)
+    assert not any(p.requires_grad for p in model.net.motion_encoder.parameters())
+    assert not any(p.requires_grad for p in model.net.keypoints.parameters())
+    assert all(p.requires_grad for p in model.net.decoder.parameters())
+    model.train()
+    assert not model.net.motion_encoder.training and model.net.decoder.training
