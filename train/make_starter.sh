@@ -20,5 +20,6 @@ rm -rf weights/stage1 && cp -r outputs/stage1/runs/cpu_starter/checkpoint weight
 "$INFP" extract-motion data/sample_corpus --checkpoint weights/stage1 --out data/sample_corpus/motion_starter
 "$PY" train/stage2.py experiment=stage2_cpu_starter data.motion_dir=data/sample_corpus/motion_starter trainer.max_steps="$S2_STEPS"
 rm -rf weights/stage2 && cp -r outputs/stage2/runs/cpu_starter/checkpoint weights/stage2
+"$PY" train/calibrate_mouth.py --weights weights
 "$PY" train/calibrate_style.py --weights weights
 echo "starter weights written to weights/stage1 and weights/stage2"

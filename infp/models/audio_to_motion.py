@@ -75,6 +75,7 @@ class AudioToMotionNet(Pretrained):
         lip_gain: float = 1.0,
         lip_cue: bool = True,
         control_axes: bool = False,
+        mouth_slope: float | None = None,
     ) -> None:
         super().__init__()
         self.config = dict(motion_dim=motion_dim, audio_dim=audio_dim, audio_hidden=audio_hidden, guide_dim=guide_dim,
@@ -83,7 +84,7 @@ class AudioToMotionNet(Pretrained):
                            phone_head=phone_head, controls=controls, lip_reader=lip_reader,
                            lip_reader_past=lip_reader_past, lip_reader_ahead=lip_reader_ahead,
                            lip_reader_formants=lip_reader_formants, lip_follow=lip_follow, lip_lead=lip_lead, lip_gain=lip_gain,
-                           lip_cue=lip_cue, control_axes=control_axes)
+                           lip_cue=lip_cue, control_axes=control_axes, mouth_slope=mouth_slope)
         self.motion_dim, self.window, self.context = motion_dim, window, context
         self.audio_dim = audio_dim
         self.audio = AudioEncoder(audio_dim, hidden=audio_hidden, n_layers=audio_layers)
@@ -103,6 +104,9 @@ class AudioToMotionNet(Pretrained):
         # t + ``lip_lead``, so it waits for the audio up to t + lip_lead + the reader's ``ahead``
         # (``follow_delay``: the stream holds it back that long)
         self.lip_follow, self.lip_lead, self.lip_gain = float(lip_follow), int(lip_lead), float(lip_gain)
+        # the rendered mouth opening per unit of the probe's reading on the faces lip_gain was chosen on
+        # (train/calibrate_mouth.py): each portrait's speech is scaled to open about as wide (infp.runtime.mouth)
+        self.mouth_slope = None if mouth_slope is None else float(mouth_slope)
         if lip_reader:
             self.register_buffer("mouth_probe", torch.zeros(motion_dim + 1))  # weights, then the bias
             self.register_buffer("mouth_axis", torch.zeros(motion_dim))
@@ -171,16 +175,17 @@ class AudioToMotionNet(Pretrained):
         return self.lip_lead + self.lip_reader.ahead
 
     def follow_lips(self, x: torch.Tensor, heard: torch.Tensor, strength: float,
-                    silence: float | None = None, closed: float | None = None, onset: float = 0.0) -> torch.Tensor:
+                    silence: float | None = None, closed: float | None = None, onset: float = 0.0,
+                    gain: float = 1.0) -> torch.Tensor:
         """Move generated offsets ``x`` (B, T, D) along the mouth axis toward the mouth the voice calls for,
         ``strength`` of the way. ``heard`` (B, T) is the lip reader's value for each frame (of frame t +
         ``lip_lead``: the lips move ahead of the voice); ``silence`` its value for a silent channel
         (``LipReader.silence_reading``, computed when None); ``closed`` the mouth probe's reading of the
         portrait's closed mouth (``closed_mouth``; None: ``LIP_CLOSE_MARGIN`` below the rest mouth); ``onset`` how
         far above the rest mouth the portrait's rendered mouth starts to open (``infp.runtime.mouth.speech_onset``):
-        speech targets start there.
+        speech targets start there; ``gain`` the portrait's factor of the targets above it (``infp.runtime.mouth``).
 
-        The target is the rest latent's mouth (offset 0) plus ``onset`` plus ``lip_gain`` times what the reader hears above
+        The target is the rest latent's mouth (offset 0) plus ``onset`` plus ``gain`` x ``lip_gain`` times what the reader hears above
         silence: a regression's read-out of silence is shrunk toward the mean, above the closed mouth, so
         silence itself must read as closed. Where the voice reads as silence or quieter, the target is the
         closed mouth itself: there the probe's reading of the generated frame is noise, and following it
@@ -194,7 +199,7 @@ class AudioToMotionNet(Pretrained):
         if closed is None:
             closed = bias - LIP_CLOSE_MARGIN
         above = heard.to(x.dtype) - silence
-        called = bias + onset + self.lip_gain * above
+        called = bias + onset + gain * self.lip_gain * above
         axis = self.mouth_axis.to(x.dtype)
         now = x @ probe + bias
         delta = torch.where(above > SILENCE_TOLERANCE, called, torch.as_tensor(closed, dtype=x.dtype)) - now

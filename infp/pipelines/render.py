@@ -231,7 +231,7 @@ class Pipeline:
                   "frames": n_frames, "fps": FPS, "duration_s": round(duration, 3), "size": self.size,
                   "checkpoints": self.sources, "wall_s": round(wall, 2), "real_time_factor": round(wall / max(duration, 1e-9), 3),
                   "stage2_s": round(timings.get("stage2_s", 0.0), 2), "stage1_s": round(timings.get("stage1_s", 0.0), 2),
-                  "mouth_onset": timings.get("mouth_onset", 0.0),
+                  "mouth_onset": timings.get("mouth_onset", 0.0), "mouth_gain": round(timings.get("mouth_gain", 1.0), 4),
                   "speaking_share": float((vad[:, 0] > settings.vad_threshold).mean()),
                   "listening_share": float(((vad[:, 1] > settings.vad_threshold) & (vad[:, 0] <= settings.vad_threshold)).mean()),
                   **(describe or {})}

@@ -138,6 +138,7 @@ class MotionStream:
         # how far above the rest mouth speech targets start (``infp.runtime.mouth.speech_onset``; set by the
         # caller that can render the portrait)
         self.mouth_onset = 0.0
+        self.mouth_gain = 1.0  # the portrait's factor of speech targets above the onset (infp.runtime.mouth)
         with torch.no_grad():
             self.style = net.style(self.rest, None if spread is None else spread.reshape(1, -1).to(self.device))
         self.seed = seed
@@ -270,7 +271,7 @@ class MotionStream:
                 x = torch.from_numpy(steered).to(x)[None]
         if self.delay:
             x = net.follow_lips(x, self._heard(self.frames_emitted, k), self.lip_follow, self._silence, self._closed,
-                                self.mouth_onset)
+                                self.mouth_onset, self.mouth_gain)
         self.frames_emitted += k
         latents = self.rest + x[0] * net.motion_scale
         return latents.cpu().numpy().astype(np.float32)

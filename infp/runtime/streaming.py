@@ -36,7 +36,7 @@ from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD
 from infp.models.audio_to_motion import AudioToMotionNet
 from infp.models.controls import Controls
 from infp.runtime.motion import CONTROL_SCALE, CONTROL_STEER, MotionStream
-from infp.runtime.mouth import speech_onset
+from infp.runtime.mouth import fit_mouth
 from infp.runtime.overlay import OVERLAY_LANE, draw_overlay, frame_state
 from infp.runtime.portrait import Portrait
 from infp.runtime.stage1 import Stage1Runner
@@ -81,9 +81,10 @@ class StreamingSession:
     ``controls``: expression / behaviour controls of stage 2 (None or empty: the model's own choice), guided
     with the weight ``control_scale`` and, with weights that have measure axes, held to their level in the
     latents ``control_steer`` of the way (``infp.models.steering``).
-    ``mouth_onset``: with lip following on, render the portrait's mouth along the latents' mouth axis once and start
-    speech where it opens (``infp.runtime.mouth.speech_onset``: closed-lipped portraits stay sealed over the first
-    units; 14 renders and face-mesh readings, 1.5-3.5 s on 2 cores).
+    ``mouth_onset``: with lip following on, render the portrait's mouth along the latents' mouth axis once, start
+    speech where it opens and scale it to open about as wide per unit as the faces the lip gain was chosen on
+    (``infp.runtime.mouth.fit_mouth``: closed-lipped portraits stay sealed over the first units; 14-22 renders and
+    face-mesh readings, 1.5-4.5 s on 2 cores).
     """
 
     def __init__(self, stage1: Stage1Runner, stage2: AudioToMotionNet, portrait: Portrait, *, steps: int = 6,
@@ -101,7 +102,9 @@ class StreamingSession:
                                    lip_follow=lip_follow, control_steer=control_steer,
                                    decode_keypoints=stage1.decode_keypoints)
         if mouth_onset and self.motion.delay:  # lip following is on: find where this face's rendered mouth opens
-            self.motion.mouth_onset = speech_onset(stage1, self.source, stage2, self.motion.rest[0], self.motion._closed)
+            fit = fit_mouth(stage1, self.source, stage2, self.motion.rest[0], self.motion._closed,
+                            slope=stage2.mouth_slope is not None)
+            self.motion.mouth_onset, self.motion.mouth_gain = fit.onset, fit.gain
         self.paste_back, self.overlay = paste_back, overlay
         self.vad_threshold = vad_threshold
         self.window = self.motion.window
@@ -121,6 +124,7 @@ class StreamingSession:
         self.timings.setdefault("stage2_s", 0.0)
         self.timings.setdefault("stage1_s", 0.0)
         self.timings["mouth_onset"] = self.motion.mouth_onset
+        self.timings["mouth_gain"] = self.motion.mouth_gain
 
     # -- audio in ---------------------------------------------------------------------------------
     @property

@@ -173,6 +173,9 @@ def test_lip_following_sets_the_mouth_probe_to_what_the_reader_hears_above_silen
     # a portrait whose rendered mouth opens only higher up: speech targets start at that onset, silence stays closed
     lifted = net.follow_lips(x, heard, 1.0, onset=1.5) @ probe + bias
     torch.testing.assert_close(lifted, torch.where(speech, called + 1.5, closed), atol=1e-4, rtol=1e-4)
+    # a portrait whose rendered mouth opens faster per unit: what is heard above silence is scaled, from the onset up
+    scaled = net.follow_lips(x, heard, 1.0, onset=1.5, gain=0.5) @ probe + bias
+    torch.testing.assert_close(scaled, torch.where(speech, bias + 1.5 + 0.5 * (called - bias), closed), atol=1e-4, rtol=1e-4)
     # the change is along the mouth axis only
     delta = (out - x).reshape(-1, 8)
     assert torch.linalg.matrix_rank(delta, atol=1e-4) == 1
