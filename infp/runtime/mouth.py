@@ -6,8 +6,8 @@ lips sealed over the first units of that range: the keypoints open, the warped l
 is 2.5-5 units above rest (hallo_1, lp_s5). Speech there would barely move the picture. The onset found here,
 rendered once per portrait, is where the speech targets start instead.
 
-Portraits also differ in how far the rendered mouth opens per unit of the probe's reading: once open, a closed-lipped
-face photographed with a long mouth may open half again as wide per unit as another. ``AudioToMotionNet.mouth_slope``
+Portraits also differ in how far the rendered mouth opens per unit of the probe's reading: once its lips part, lp_s5
+(closed lips) opens half again as wide per unit as lp_s1. ``AudioToMotionNet.mouth_slope``
 holds the rendered opening per unit on the faces the lip gain was chosen on (``train/calibrate_mouth.py``); each
 portrait's speech is scaled by that over its own (``mouth_gain``), so that it opens about as wide.
 """
