@@ -127,6 +127,7 @@ def test_a_run_started_from_an_export_keeps_its_discriminator(tmp_path, sample_c
     assert all(torch.equal(cont.net.state_dict()[k], v) for k, v in exported.state_dict().items())
 
 
+@pytest.mark.slow
 def test_frozen_parts_keep_their_weights_while_the_renderer_learns(tmp_path, sample_corpus):
     """model.freeze holds the motion encoder and keypoint decoder of init_from: the exported latents' network is
     bit for bit the one it started from, the rest of the renderer (and the discriminator) moved."""
