@@ -32,13 +32,23 @@ def multiscale_l1(pred: torch.Tensor, target: torch.Tensor, scales: tuple[float,
     return total / len(scales)
 
 
+def ssim_fp32(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SSIM of [0, 1] images in float32, also inside a bf16/fp16 autocast region.
+
+    SSIM takes differences of local means of squares (E[x²] − E[x]²): in bf16 (8 bits of mantissa) they are mostly
+    rounding, so under ``precision: bf16-mixed`` the loss and the metric would be noise.
+    """
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        return structural_similarity_index_measure(pred.float(), target.float(), data_range=1.0)
+
+
 def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
     """PSNR (dB), SSIM and L1 on [0, 1] images of (B, 3, H, W) tensors given in [-1, 1]."""
     p = pred.float().clamp(-1, 1).add(1).div(2)
     t = target.float().add(1).div(2)
     return {
         "psnr": peak_signal_noise_ratio(p, t, data_range=1.0),
-        "ssim": structural_similarity_index_measure(p, t, data_range=1.0),
+        "ssim": ssim_fp32(p, t),
         "l1": (p - t).abs().mean(),
     }
 
@@ -151,7 +161,7 @@ class HeadImitation(pl.LightningModule):
             parts["region_l1"] = ((pred - target).abs() * region).sum() / (3 * region.sum()).clamp_min(1.0)
             loss = loss + hp.w_region * parts["region_l1"]
         if hp.w_ssim > 0:
-            ssim = structural_similarity_index_measure(pred.add(1).div(2), target.add(1).div(2), data_range=1.0)
+            ssim = ssim_fp32(pred.add(1).div(2), target.add(1).div(2))
             parts["ssim"] = 1 - ssim
             loss = loss + hp.w_ssim * parts["ssim"]
         if self.perceptual is not None:

@@ -8,7 +8,8 @@ from hydra.utils import instantiate
 from infp.launch import train
 from infp.models.head_imitation import HeadImitationNet
 
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
+ROOT = Path(__file__).resolve().parents[2]
+CONF = str(ROOT / "conf")
 
 
 def _cfg(overrides):
@@ -153,12 +154,36 @@ def test_frozen_parts_keep_their_weights_while_the_renderer_learns(tmp_path, sam
         HeadImitation(HeadImitationNet.from_pretrained(start / "checkpoint"), freeze=["eyes"])
 
 
-def test_the_renderer_only_recipe_composes_with_its_held_parts():
-    cfg = _cfg(["experiment=stage1_v2_renderer_cpu", "paths.output_dir=/tmp/unused", "model.init_from=null"])
-    assert list(cfg.model.freeze) == ["motion_encoder", "keypoints"] and cfg.run_name == "v2_renderer_cpu"
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+def test_the_renderer_only_recipe_composes_with_its_held_parts(device):
+    cfg = _cfg([f"experiment=stage1_v2_renderer_{device}", "paths.output_dir=/tmp/unused", "model.init_from=null"])
+    assert list(cfg.model.freeze) == ["motion_encoder", "keypoints"] and cfg.run_name == f"v2_renderer_{device}"
+    assert cfg.model.net.flow_stride == 2 and cfg.model.net.pose  # the v2 network, whatever the trainer
+    assert cfg.trainer.accelerator == device and cfg.trainer.precision == ("bf16-mixed" if device == "gpu" else "32-true")
     model = instantiate(cfg.model)
     assert not any(p.requires_grad for p in model.net.motion_encoder.parameters())
     assert not any(p.requires_grad for p in model.net.keypoints.parameters())
     assert all(p.requires_grad for p in model.net.decoder.parameters())
     model.train()
     assert not model.net.motion_encoder.training and model.net.decoder.training
+
+
+def test_ssim_loss_and_metric_stay_float32_under_bf16_autocast():
+    """bf16-mixed training autocasts SSIM's convolutions; in bf16 its local variances are rounding noise."""
+    import cv2
+    import numpy as np
+
+    from infp.lit.head_imitation import image_metrics, ssim_fp32
+
+    img = cv2.cvtColor(cv2.imread(str(ROOT / "data/samples/portraits/lp_s1.jpg")), cv2.COLOR_BGR2RGB)
+    img = cv2.resize(img, (256, 256), interpolation=cv2.INTER_AREA)
+    blurred = cv2.GaussianBlur(img, (5, 5), 1.2)
+    to = lambda a: torch.from_numpy(a.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]  # noqa: E731
+    target, pred = to(img), to(blurred)
+    ref = image_metrics(pred, target)["ssim"]
+    assert 0.5 < float(ref) < 0.99
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = image_metrics(pred.bfloat16(), target)["ssim"]
+        loss_ssim = ssim_fp32(pred.add(1).div(2), target.add(1).div(2))
+    assert got.dtype == torch.float32 and abs(float(got) - float(ref)) < 0.01
+    assert abs(float(loss_ssim) - float(ref)) < 1e-5
