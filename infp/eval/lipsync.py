@@ -11,7 +11,10 @@ against the real mouth the same way. A model that only opens the mouth with the 
 that floor; lip sync worth the name goes above it.
 
 The held-out clips are own-voice speech of people no training run may use: all of ``talking_eval/``
-(evaluation-only footage) and the speakers of ``talking/`` named in ``HELD_OUT_TALKING``.
+(evaluation-only footage) and the speakers of ``talking/`` named in ``HELD_OUT_TALKING``. Those speakers are
+also the sample corpus's validation split, where settings are chosen (and, with ``lip_reader_fit_val``, the lip
+reader is fitted): ``validation_speaker`` tells their clips apart, so that every report can also give the means
+over the clips no choice has seen.
 """
 
 from __future__ import annotations
@@ -34,6 +37,16 @@ MAX_LAG = 2
 
 MIN_PAIRS = 10
 """Fewest frames with both tracks defined for a correlation to be reported (otherwise NaN)."""
+
+
+VALIDATION_SPEAKERS_IN_EVAL: tuple[str, ...] = ("__MEAD__M030_",)
+"""Parts of ``talking_eval/`` file names that belong to a person of ``HELD_OUT_TALKING`` (MEAD M030)."""
+
+
+def validation_speaker(clip: str | Path) -> bool:
+    """Whether a held-out clip's person is one of the corpus's validation speakers (``HELD_OUT_TALKING``)."""
+    name = Path(clip).name
+    return name in HELD_OUT_TALKING or any(tag in name for tag in VALIDATION_SPEAKERS_IN_EVAL)
 
 
 def held_out_clips(shared: Path) -> list[Path]:

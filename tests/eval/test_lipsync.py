@@ -17,6 +17,7 @@ from infp.eval.lipsync import (
     mouth_track,
     score_clip,
     std_ratio,
+    validation_speaker,
     video_mouth_track,
 )
 from infp.io import read_audio, read_frames, to_mono, video_info
@@ -127,3 +128,15 @@ def test_held_out_clips_name_whole_speakers_with_a_minute_of_speech(shared_media
     assert len(held) >= 5 and all(p.is_file() for p in held) and clips[len(evals):] == held
     assert sum(video_info(p).duration for p in held) > 60
     assert not any("GRID" in n or "PC-AVS" in n for n in HELD_OUT_TALKING)  # names that do not identify a speaker
+
+
+def test_the_validation_speakers_are_told_apart_among_the_held_out_clips(shared_media):
+    """The corpus's validation speakers (where settings are chosen) are 7 of the benchmark's clips: their 6 files of
+    talking/ and MEAD M030's clip of talking_eval/; every other clip is of a person no choice has seen."""
+    clips = held_out_clips(shared_media)
+    theirs = [c for c in clips if validation_speaker(c)]
+    assert {c.name for c in theirs} >= set(HELD_OUT_TALKING)
+    assert [c.name for c in theirs if c.name not in HELD_OUT_TALKING] == \
+        ["filby89+spectre__samples__MEAD__M030_level_3_angry_016.mp4"]
+    assert not any(validation_speaker(c) for c in clips if "M003" in c.name or "Wav2Lip" in c.name)
+    assert len(clips) - len(theirs) >= 20

@@ -237,6 +237,10 @@ def test_a_reader_for_lip_following_alone_is_fitted_again_without_retraining(tmp
                        "model.net.control_axes=true"]) == 0
     third = AudioToMotionNet.from_pretrained(alone)
     assert third.lip_reader.past == 3 and third.lip_reader.is_fitted
+    # the record says which speakers the reader saw (benchmarks leave out the clips of the ones it was fitted on)
+    import yaml
+
+    assert yaml.safe_load((alone / "config.yaml").read_text())["training"]["hparams"]["lip_reader_fit_val"] is False
     for k, v in after.state_dict().items():
         if not k.startswith("lip_reader."):
             assert torch.equal(v, third.state_dict()[k]), k
