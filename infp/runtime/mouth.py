@@ -30,7 +30,7 @@ ONSET_OPENING = 0.02
 """Rendered mouth opening (face-mesh inner-lip gap over eye distance) above the closed mouth's that counts as open."""
 SLOPE_SPAN = 4.0
 """Readings above the onset over which the rendered opening per unit is fitted (where most speech falls: lip following
-calls for ``lip_gain`` = 3 times the reader's value above silence, mostly 0-1.5)."""
+calls for ``lip_gain`` (2.4 in the starter, 3 in weights/v2) times the reader's value above silence, mostly 0-1.5)."""
 GAIN_RANGE = (0.5, 2.0)
 """Bounds of a portrait's mouth gain."""
 
