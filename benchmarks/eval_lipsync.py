@@ -33,11 +33,11 @@ from infp.eval.lipsync import (
     MIN_PAIRS,
     LipSyncScore,
     held_out_clips,
-    validation_speaker,
     loudness_envelope,
     mean_scores,
     mouth_track,
     score_clip,
+    validation_speaker,
     video_mouth_track,
 )
 from infp.io import iter_frames, read_audio, read_image, to_mono
@@ -145,7 +145,10 @@ def reader_saw_validation_speakers(weights: Path) -> bool:
     """Whether the stage-2 weights record a lip reader fitted on the validation speakers as well."""
     import yaml
 
-    doc = yaml.safe_load((Path(weights) / "stage2" / "config.yaml").read_text()) or {}
+    path = Path(weights) / "stage2" / "config.yaml"
+    if not path.is_file():  # loading the weights reports what is missing
+        return False
+    doc = yaml.safe_load(path.read_text()) or {}
     return bool(((doc.get("training") or {}).get("hparams") or {}).get("lip_reader_fit_val", False))
 
 

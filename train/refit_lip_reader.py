@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     doc = yaml.safe_load((args.weights / "config.yaml").read_text())
     extra = {k: v for k, v in doc.items() if k not in ("kind", "config")}
     # what the reader saw: benchmarks leave out the clips of speakers it was fitted on
-    training = extra.setdefault("training", {}) or {}
-    extra["training"] = training
-    training.setdefault("hparams", {})["lip_reader_fit_val"] = bool(cfg.model.get("lip_reader_fit_val", False))
+    training = extra["training"] = dict(extra.get("training") or {})
+    training["hparams"] = {**(training.get("hparams") or {}),
+                           "lip_reader_fit_val": bool(cfg.model.get("lip_reader_fit_val", False))}
     out = args.out or args.weights
     keep = {p.name: p.read_bytes() for p in args.weights.iterdir() if p.is_file() and p.name not in ("config.yaml", "model.safetensors")}
     model.net.save_pretrained(out, extra=extra)
