@@ -14,7 +14,9 @@ highest setting in units of the uncontrolled output's standard deviation of that
 
 With ``--style-videos``, each reference video's style (``infp.pipelines.style``; mapped by the weights'
 style calibration when stage2/ has one, and rendered at its control guidance weight) is rendered too,
-and for smile and head_motion the script reports how far the output moved from the uncontrolled one
+with ``--style-fit`` rounds (default 3) the style's smile and head motion are first fitted to this portrait
+and dialogue as ``infp render`` does (``infp.pipelines.style.fit_style``), and for smile and head_motion the
+script reports how far the output moved from the uncontrolled one
 toward the reference's own level (1 = all the way; per kind present in the reference). Reference and
 output are measured the same way (``infp.pipelines.style.output_levels``: means over 4 s windows,
 relative to the face's rest; the output's rest is the portrait); no share is given where the reference
@@ -40,9 +42,18 @@ from infp.constants import SPEECH_THRESHOLD
 from infp.eval.dialogue import compose
 from infp.face.expression import CONTROL_NAMES, KINDS, MEASURES, ROTATION, frame_measures, track_landmarks
 from infp.face.landmarks import mouth_opening
+from infp.io import read_dialogue
 from infp.models.controls import Controls
 from infp.pipelines.render import Pipeline, RenderSettings
-from infp.pipelines.style import STYLE_CONTROLS, StyleCalibration, output_levels, style_from_video
+from infp.pipelines.style import (
+    FIT_EVERY,
+    FIT_ROUNDS,
+    STYLE_CONTROLS,
+    StyleCalibration,
+    fit_style,
+    output_levels,
+    style_from_video,
+)
 
 
 def summarise(lms: np.ndarray, rest: np.ndarray, speaking: np.ndarray, self_only: np.ndarray,
@@ -78,6 +89,13 @@ def main() -> None:
     ap.add_argument("--style-videos", type=Path, nargs="*", default=[], help="also render the style of these videos")
     ap.add_argument("--style-controls", nargs="+", default=list(STYLE_CONTROLS), choices=CONTROL_NAMES,
                     help="the controls a style video sets (default: infp.pipelines.style.STYLE_CONTROLS)")
+    ap.add_argument("--style-fit", type=int, default=FIT_ROUNDS, metavar="ROUNDS",
+                    help="settings a style fit measures on each portrait and this dialogue "
+                         "(infp.pipelines.style.fit_style, as infp render does); 0: the calibration's mapping alone")
+    ap.add_argument("--style-fit-audio", type=Path, default=None, metavar="DIALOG",
+                    help="fit the styles on this stereo dialogue (channel 0: the portrait's voice) instead of the one "
+                         "measured, as the live demo fits on its sample dialogue")
+    ap.add_argument("--style-fit-every", type=int, default=FIT_EVERY, help="a style fit draws every n-th frame")
     ap.add_argument("--min-gap", type=float, default=0.004,
                     help="a reference level closer than this to the uncontrolled output's counts as reached (no share): "
                          "two seeds of the uncontrolled output differ by up to about this much")
@@ -101,19 +119,31 @@ def main() -> None:
     for ref in args.style_videos:
         styles[ref.name] = style_from_video(ref, pipe.stage2, calibration=calibration, names=args.style_controls)
         settings.append((f"style:{ref.name}", styles[ref.name].controls))
-    report: dict = {"values": args.values, "portraits": {}}
+    fit_audio = (own, other) if args.style_fit_audio is None else read_dialogue(args.style_fit_audio)
+    report: dict = {"values": args.values, "portraits": {},
+                    "style_fit": {"rounds": args.style_fit, "every": args.style_fit_every,
+                                  "dialogue": "the measured one" if args.style_fit_audio is None else str(args.style_fit_audio)}}
     for portrait in args.portrait:
         from infp.runtime.portrait import load_portrait
 
         pt = load_portrait(portrait, pipe.size)
         rest = frame_measures(pt.landmarks[None])[0]  # the portrait's own face: the rest the levels are taken from
         res = {}
+        fits = {}
         for name, ctl in settings:
             t0 = time.time()
             scale = args.control_scale
             if scale is None and name.startswith("style:"):
                 scale = styles[name[len("style:"):]].control_scale
             extra = {} if scale is None else {"control_scale": scale}
+            if name.startswith("style:") and args.style_fit > 0:
+                fit = fit_style(pipe, pt, *fit_audio, styles[name[len("style:"):]],
+                                RenderSettings(seed=args.seed, steps=args.steps, controls=ctl, **extra),
+                                rounds=args.style_fit, calibration=calibration, every=args.style_fit_every)
+                fits[name[len("style:"):]] = fit
+                ctl = fit.controls
+                print(f"{portrait.name} {name}: fitted in {time.time() - t0:.0f} s, round {fit.chosen + 1} of "
+                      f"{len(fit.rounds)}: {ctl}", flush=True)
             frames = pipe.render(portrait, own, other, settings=RenderSettings(seed=args.seed, steps=args.steps,
                                                                                controls=ctl, **extra))
             n = min(len(frames), len(speaking))
@@ -151,7 +181,9 @@ def main() -> None:
                     gap = target - base
                     moved[f"{kind}.{c}"] = {"reference": target, "none": base, "styled": got, "gap": gap,
                                             "share_of_the_way": (got - base) / gap if abs(gap) >= args.min_gap else None}
-            style_verdict[ref] = {"controls": st.controls.to_dict(), "mapping": st.to_dict()["mapping"],
+            style_verdict[ref] = {"controls": (fits[ref].controls if ref in fits else st.controls).to_dict(),
+                                  "mapped_controls": st.controls.to_dict(), "mapping": st.to_dict()["mapping"],
+                                  **({"fit": fits[ref].to_dict()} if ref in fits else {}),
                                   "control_scale": st.control_scale, "moved": moved}
         report["portraits"][portrait.name] = {"settings": res, "controls": verdict, "style_videos": style_verdict}
         print(json.dumps({portrait.name: {"controls": verdict, "style_videos": style_verdict}}, indent=1), flush=True)

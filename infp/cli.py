@@ -17,7 +17,7 @@ from infp.errors import InfpError
 
 if TYPE_CHECKING:
     from infp.models.controls import Controls
-    from infp.pipelines.render import Pipeline
+    from infp.pipelines.render import Pipeline, RenderSettings
 
 log = logging.getLogger("infp")
 
@@ -285,22 +285,24 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.size is not None and args.size != pipe.size:
         raise InfpError(f"the checkpoint renders {pipe.size}x{pipe.size}; --size {args.size} needs a checkpoint trained at that size",
                         args.checkpoint or "starter weights")
-    controls, given, control_scale = _render_controls(args, pipe)
+    controls, given, control_scale, style = _render_controls(args, pipe)
     if given:
         describe["controls_given"] = given
     settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, paste_back=args.paste_back,
                               audio_out=args.audio_out, overlay=args.overlay, face_index=args.face_index, controls=controls,
                               control_scale=control_scale, lip_follow=args.lip_follow, control_steer=args.control_steer)
+    settings = _fit_style(args, pipe, style, args.portrait, own, other, settings, given, "this dialogue")
     out = pipe.render(args.portrait, own, other, out=args.out, settings=settings, progress=not args.quiet, describe=describe)
     report = json.loads(out.with_suffix(".json").read_text())
     print(f"wrote {out} ({report['frames']} frames, {report['duration_s']} s, real-time factor {report['real_time_factor']})")
     return 0
 
 
-def _render_controls(args: argparse.Namespace, pipe: Pipeline) -> tuple[Controls, dict, float]:
+def _render_controls(args: argparse.Namespace, pipe: Pipeline) -> tuple[Controls, dict, float, tuple | None]:
     """The controls of ``infp render`` / ``infp demo`` (later wins: --preset, --style-video, --control, --speak/--listen-control),
-    what they came from (for OUT.json) and their guidance weight (--control-scale, else the style calibration's
-    when a --style-video was mapped by one, else the default)."""
+    what they came from (for OUT.json), their guidance weight (--control-scale, else the style calibration's
+    when a --style-video was mapped by one, else the default) and, with a --style-video, what ``_fit_style``
+    needs: (the video's style, the controls set by name, the calibration)."""
     from infp.models.controls import Controls
     from infp.runtime.motion import CONTROL_SCALE
 
@@ -315,15 +317,48 @@ def _render_controls(args: argparse.Namespace, pipe: Pipeline) -> tuple[Controls
         top = top.merged(Controls.parse(text, kind))
     pipe.check_controls(bool(base or top) or args.style_video is not None)
     scale = args.control_scale
+    fit_from = None
     if args.style_video is not None:
         from infp.pipelines.style import StyleCalibration, style_from_video
 
-        style = style_from_video(args.style_video, pipe.stage2, calibration=StyleCalibration.load(pipe.sources.get("stage2")))
+        calibration = StyleCalibration.load(pipe.sources.get("stage2"))
+        style = style_from_video(args.style_video, pipe.stage2, calibration=calibration)
         base = base.merged(style.controls)
         given["style_video"] = style.to_dict()
+        fit_from = (style, top, calibration)
         if scale is None:
             scale = style.control_scale
-    return base.merged(top), given, CONTROL_SCALE if scale is None else scale
+    return base.merged(top), given, CONTROL_SCALE if scale is None else scale, fit_from
+
+
+def _fit_style(args: argparse.Namespace, pipe: Pipeline, fit_from: tuple | None, portrait, own, other,
+               settings: RenderSettings, given: dict, what: str) -> RenderSettings:
+    """``settings`` with the --style-video's smile and head motion tuned on ``portrait`` and the dialogue (``own``,
+    ``other``; ``what`` names it) by ``--style-fit`` rounds (``infp.pipelines.style.fit_style``); the fit goes into
+    ``given["style_video"]``."""
+    if fit_from is None or args.style_fit == 0:
+        return settings
+    from dataclasses import replace
+
+    from infp.pipelines.style import FIT_EVERY, FIT_SECONDS, fit_style
+
+    style, fixed, calibration = fit_from
+    seconds = min(len(own) / 16000, FIT_SECONDS)
+    if not getattr(args, "quiet", False):
+        print(f"fitting the style to the portrait on {what} ({seconds:.0f} s, one frame in {FIT_EVERY} drawn, "
+              f"{args.style_fit} rounds)", flush=True)
+
+    def report(i: int, entry: dict) -> None:
+        if not getattr(args, "quiet", False):
+            err = "no face found in the frames drawn" if entry["error"] is None else f"distance {entry['error']:.3f}"
+            print(f"  round {i + 1}: {entry['levels']} ({err})", flush=True)
+
+    fit = fit_style(pipe, portrait, own, other, style, settings, fixed=fixed, rounds=args.style_fit,
+                    calibration=calibration, on_round=report)
+    if fit.chosen is None and not getattr(args, "quiet", False):
+        print("  nothing to tune: too few frames of the kinds the style sets, or the controls were set by name", flush=True)
+    given["style_video"]["fit"] = {**fit.to_dict(), "dialogue": what}
+    return replace(settings, controls=fit.controls)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -355,10 +390,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision, args.backend)
     if args.size is not None and (args.size > pipe.size or args.size % 16):
         raise InfpError(f"--size must be a multiple of 16 and at most the checkpoint's {pipe.size}")
-    controls, _, control_scale = _render_controls(args, pipe)
+    controls, given, control_scale, style = _render_controls(args, pipe)
     settings = RenderSettings(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed, face_index=args.face_index,
                               controls=controls, control_scale=control_scale, lip_follow=args.lip_follow,
                               control_steer=args.control_steer)
+    if style is not None and args.style_fit:
+        if args.simulate:
+            settings = _fit_style(args, pipe, style, portrait, own, other, settings, given, "the simulated dialogue")
+        else:  # the conversation is not known yet: the sample dialogue stands in for it
+            sample = REPO_ROOT / "data" / "samples" / "audio" / "dialogue.flac"
+            if sample.is_file():
+                own_s, other_s = read_dialogue(sample)
+                settings = _fit_style(args, pipe, style, portrait, own_s, other_s, settings, given, str(sample))
+            else:
+                log.warning("%s is missing: the style video's controls are used as mapped, without a fit", sample)
     delay = args.delay_ms / 1000
     if args.simulate:
         from infp.demo.simulate import simulate
@@ -406,12 +451,17 @@ def _add_renderer_args(p: argparse.ArgumentParser) -> None:
 
 def _add_control_args(p: argparse.ArgumentParser) -> None:
     from infp.models.controls import CONTROL_NAMES, PRESETS
+    from infp.pipelines.style import FIT_EVERY, FIT_ROUNDS, FIT_SECONDS
     from infp.runtime.motion import CONTROL_SCALE, CONTROL_STEER
 
     g = p.add_argument_group("expression controls (stage-2 weights trained with controls; later ones win, in this order)")
     g.add_argument("--preset", choices=tuple(PRESETS), default=None, help="named controls for speaking and listening")
     g.add_argument("--style-video", type=Path, default=None, metavar="VIDEO",
                    help="controls measured from the face in this video (its first 60 s; its audio tells speaking from listening)")
+    g.add_argument("--style-fit", type=nonneg_int, default=FIT_ROUNDS, metavar="ROUNDS",
+                   help=f"with --style-video: renderings (of the first {FIT_SECONDS:g} s, one frame in {FIT_EVERY} drawn) "
+                        f"that tune its smile and head motion on this portrait and dialogue, so that the output shows "
+                        f"the reference's levels (default {FIT_ROUNDS}; 0: the style calibration's mapping alone)")
     g.add_argument("--control", type=controls_text(), default=None, metavar="TEXT",
                    help=f"controls for speaking and listening, 0..1: e.g. 'warm,smile=0.8,listen.head_motion=0.5' "
                         f"({', '.join(CONTROL_NAMES)})")

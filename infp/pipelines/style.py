@@ -16,6 +16,10 @@ at. Without one, or for a control whose output level does not rise with its sett
 mapped by the network's corpus percentiles (``control_lo`` / ``control_hi``) and clipped. A kind with
 too few frames (a video in which the face never speaks) stays absent. A video without an audio track
 counts as listening throughout.
+
+A calibration is one portrait's response with one control set at a time. ``fit_style`` then tunes the
+style's smile and head motion on the user's own portrait and dialogue: a few renderings that draw one
+frame in three, measured as the reference was, each moving the controls by their remaining gap.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from infp.constants import FPS, SAMPLES_PER_FRAME, SPEECH_THRESHOLD
+from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, SPEECH_THRESHOLD
 from infp.errors import InfpError, NoFaceError
 from infp.face.expression import (
     CONTROL_NAMES,
@@ -311,3 +315,163 @@ def controls_from_video(path: str | Path, net: AudioToMotionNet, max_seconds: fl
     """``style_from_video(path, net, max_seconds, calibration=calibration).controls``."""
     return style_from_video(path, net, max_seconds, calibration=calibration).controls
 
+
+
+FIT_CONTROLS = ("smile", "head_motion")
+"""The controls a style fit tunes on the user's own portrait and dialogue: the expression and the head
+motion the style should show (the other controls of the style keep their mapped values)."""
+
+FIT_ROUNDS = 3
+"""Settings a style fit measures (the mapped one, then two corrections)."""
+
+FIT_EVERY = 3
+"""A style fit renders every ``FIT_EVERY``-th frame: levels are means and spreads over 4 s windows, which a third
+of the frames measures within a few thousandths."""
+
+FIT_SECONDS = 30.0
+"""Seconds of the dialogue (from its start) a style fit renders."""
+
+MIN_STEP = 0.02
+"""A style fit stops when no control would move by more than this."""
+
+
+@dataclass
+class StyleFit:
+    """The controls a style fit chose, and every setting it measured: ``rounds[i]`` has the controls, the
+    rendered levels of the fitted controls per kind and their distance to the reference (in control units)."""
+
+    controls: Controls
+    rounds: list[dict]
+    chosen: int | None  # None: nothing to tune, no round rendered
+    targets: dict
+
+    def to_dict(self) -> dict:
+        return {"controls": self.controls.to_dict(), "chosen_round": self.chosen, "targets": self.targets,
+                "rounds": self.rounds}
+
+
+def sampled_levels(pipe: Pipeline, portrait, own: np.ndarray, other: np.ndarray, settings, speaking: np.ndarray,
+                   every: int = FIT_EVERY) -> np.ndarray:
+    """(2, K) levels of the rendering of (``own``, ``other``) on ``portrait`` (a loaded ``Portrait``) with
+    ``settings``, measured as ``output_levels`` on every ``every``-th frame (the others are generated, not drawn):
+    the frames drawn are those of the full rendering."""
+    from infp.face.expression import track_landmarks as track
+    from infp.face.landmarks import NUM_LANDMARKS
+
+    n_frames = len(speaking)
+    vad = np.zeros((n_frames, 2), np.float32)
+    vad[:, 0] = speaking
+    session = pipe.session(portrait, settings, vad=vad, overlay=False)
+    session.drop = lambda i: i % every != 0
+    drawn: dict[int, np.ndarray] = {}
+
+    def keep(frames) -> None:
+        drawn.update((f.index, f.image) for f in frames if f.image is not None and f.index < n_frames)
+
+    for start in range(0, len(own), session.hop):
+        session.feed(own[start:start + session.hop], other[start:start + session.hop])
+        while session.ready_hops:
+            keep(list(session.step()))
+    keep(session.flush())
+    order = sorted(drawn)
+    landmarks = np.full((n_frames, NUM_LANDMARKS, 2), np.nan, np.float32)
+    if order:
+        landmarks[order] = track([drawn[i] for i in order])
+    return output_levels(landmarks, portrait.landmarks, speaking)
+
+
+def fit_style(pipe: Pipeline, portrait, own: np.ndarray, other: np.ndarray, style: VideoStyle, settings,
+              names: Sequence[str] = FIT_CONTROLS, fixed: Controls | None = None, rounds: int = FIT_ROUNDS,
+              every: int = FIT_EVERY, max_seconds: float = FIT_SECONDS, calibration: StyleCalibration | None = None,
+              on_round: Callable[[int, dict], None] | None = None) -> StyleFit:
+    """Tune the controls ``names`` that the style sets so that the rendering of this dialogue on this portrait
+    shows the reference's levels (``style.raw``). ``style_from_video`` maps a level by the model's response on
+    the calibration portrait, but portraits differ (a face whose mouth corners sit low smiles less at the same
+    setting), and so do controls set together (a raised brow lowers the measured smile).
+
+    ``settings`` are those of the final rendering, its controls the starting point (the style's, with whatever
+    else the user set); the controls in ``fixed`` (set by the user by name) are not tuned. Each round renders
+    the first ``max_seconds`` of the dialogue with the current controls, drawing every ``every``-th frame
+    (``sampled_levels``), and moves each tuned control by its remaining gap over its slope: first the
+    calibration's (or the corpus percentiles'), then the slope between the last two rounds where the control
+    moved. The round whose levels lie closest to the reference's (summed over the tuned controls, in control
+    units) is chosen. ``portrait``: a loaded ``Portrait``, an image or a path."""
+    from dataclasses import replace
+
+    from infp.audio.vad import frame_speech_prob
+    from infp.runtime.portrait import load_portrait
+
+    if not hasattr(portrait, "landmarks"):  # a path or an image, not a loaded Portrait
+        portrait = load_portrait(portrait, pipe.size, settings.face_index)
+    n = min(len(own), int(round(max_seconds * SAMPLE_RATE)))
+    own, other = np.asarray(own[:n], np.float32), np.asarray(other[:n], np.float32)
+    speaking = frame_speech_prob(np.stack([own, other]))[:, 0] > settings.vad_threshold
+    lo = pipe.stage2.control_lo.detach().cpu().numpy().astype(np.float64)
+    hi = pipe.stage2.control_hi.detach().cpu().numpy().astype(np.float64)
+    unit = np.maximum(hi - lo, 1e-6)  # level change per control unit by the corpus percentiles
+    start = settings.controls
+    current = start.array().astype(np.float64)  # (2, K), NaN: absent
+    set_by_style = style.controls.array()
+    held = (fixed or Controls()).array()
+    cols = [CONTROL_NAMES.index(c) for c in names]
+    counts = (int(speaking.sum()), int((~speaking).sum()))
+    measurable = [c >= MIN_FRAMES * every for c in counts]  # drawn frames of the kind, at least MIN_FRAMES
+    targets = [(r, k) for r in range(len(KINDS)) for k in cols
+               if np.isfinite(current[r, k]) and np.isfinite(set_by_style[r, k]) and np.isnan(held[r, k])
+               and np.isfinite(style.raw[r, k]) and measurable[r]]
+    if not targets:
+        log.info("style fit: nothing to tune (%d speaking and %d listening frames in the dialogue's first %g s); "
+                 "the style's controls are used as mapped", counts[0], counts[1], max_seconds)
+        return StyleFit(start, [], None, {})
+    slope = np.tile(unit, (len(KINDS), 1))
+    if calibration is not None:
+        lv = calibration.levels
+        rise = (lv[..., -1] - lv[..., 0]) / (calibration.values[-1] - calibration.values[0])
+        slope = np.where(calibration.usable() & (rise > 0), rise, slope)
+    first = slope.copy()
+    history: list[tuple[np.ndarray, np.ndarray]] = []
+    entries: list[dict] = []
+    errors: list[float] = []
+    kinds = sorted({r for r, _ in targets})
+    for i in range(max(1, rounds)):
+        ctl = _controls_from_array(current, start)
+        got = sampled_levels(pipe, portrait, own, other, replace(settings, controls=ctl), speaking, every)
+        err = [abs(got[r, k] - style.raw[r, k]) / unit[k] for r, k in targets]
+        errors.append(float(np.sum(err)) if err and np.isfinite(err).all() else np.inf)
+        entry = {"controls": ctl.to_dict(), "error": round(errors[-1], 4) if np.isfinite(errors[-1]) else None,
+                 "levels": {KINDS[r]: {CONTROL_NAMES[k]: round(float(got[r, k]), 5) for r2, k in targets if r2 == r}
+                            for r in kinds}}
+        entries.append(entry)
+        if on_round is not None:
+            on_round(i, entry)
+        history.append((current.copy(), got))
+        if i + 1 >= rounds:
+            break
+        nxt = current.copy()
+        for r, k in targets:
+            if not np.isfinite(got[r, k]):
+                continue
+            if len(history) >= 2:
+                (c0, l0), (c1, l1) = history[-2], history[-1]
+                dc, dl = c1[r, k] - c0[r, k], l1[r, k] - l0[r, k]
+                if abs(dc) >= 0.05 and np.isfinite(dl) and dl / dc > 0:
+                    slope[r, k] = float(np.clip(dl / dc, first[r, k] / 4, first[r, k] * 4))
+            nxt[r, k] = float(np.clip(current[r, k] + (style.raw[r, k] - got[r, k]) / slope[r, k], 0.0, 1.0))
+        if np.nanmax(np.abs(nxt - current), initial=0.0) < MIN_STEP:
+            break
+        current = nxt
+    best = int(np.argmin(errors))  # all unmeasured (no face drawn): the first, the starting controls
+    chosen = _controls_from_array(history[best][0], start)
+    targets_doc = {KINDS[r]: {CONTROL_NAMES[k]: round(float(style.raw[r, k]), 5) for r2, k in targets if r2 == r}
+                   for r in kinds}
+    log.info("style fit: round %d of %d chosen (%s)", best + 1, len(errors), chosen)
+    return StyleFit(chosen, entries, best, targets_doc)
+
+
+def _controls_from_array(values: np.ndarray, like: Controls) -> Controls:
+    """``like`` with the values of the (2, K) array ``values`` (rounded to 0.001) in place of its own."""
+    sides = []
+    for r, kind in enumerate(KINDS):
+        side = getattr(like, kind)
+        sides.append({n: round(float(np.clip(values[r, CONTROL_NAMES.index(n)], 0.0, 1.0)), 3) for n in side})
+    return Controls(*sides)

@@ -198,19 +198,37 @@ def test_style_from_a_video_without_a_face(tmp_path, control_weights):
     assert str(wall) in str(e.value)
 
 
-def test_cli_style_video(tmp_path, samples, control_weights, dialogue):
+def test_cli_style_video(tmp_path, samples, control_weights):
+    """The video's controls, the user's named control on top, and the fit of the style's others on this dialogue
+    (the tiny weights draw no face: every round unmeasured, the mapped controls kept)."""
+    speech = read_audio(samples / "audio" / "ditto.flac")[0][: 2 * 16000]
+    write_wav(tmp_path / "self.wav", np.concatenate([speech, np.zeros_like(speech)]))  # 2 s speaking, 2 s listening
     out = tmp_path / "s.mp4"
-    res = _cli("render", "--portrait", samples / "portraits" / "lp_s1.jpg", "--self", dialogue / "self.wav",
-               "--out", out, "--checkpoint", control_weights, "--steps", "1", "--quiet",
+    res = _cli("render", "--portrait", samples / "portraits" / "lp_s1.jpg", "--self", tmp_path / "self.wav",
+               "--out", out, "--checkpoint", control_weights, "--steps", "1", "--style-fit", "2",
                "--style-video", samples / "video" / "lp_s29.mp4", "--listen-control", "smile=0.05")
     assert res.returncode == 0, res.stderr
+    assert "fitting the style to the portrait on this dialogue (4 s" in res.stdout and "round 2" in res.stdout
     report = json.loads(out.with_suffix(".json").read_text())
     style = report["controls_given"]["style_video"]
     assert style["path"].endswith("lp_s29.mp4") and style["frames"] > 100
     listen = report["settings"]["controls"]["listen"]
     assert listen["smile"] == 0.05  # --listen-control wins over the video
-    assert {k: v for k, v in listen.items() if k != "smile"} == {k: v for k, v in style["controls"]["listen"].items()
-                                                                 if k != "smile"}
+    fit = style["fit"]  # tuned on this portrait and dialogue, the user's smile held
+    assert fit["dialogue"] == "this dialogue" and set(fit["targets"]) == {"listen"}
+    assert set(fit["targets"]["listen"]) == {"head_motion"}  # the smile was set by name
+    assert len(fit["rounds"]) == 2 and all(r["controls"]["listen"]["smile"] == 0.05 for r in fit["rounds"])
+    assert listen == fit["controls"]["listen"]
+    assert {k: v for k, v in listen.items() if k not in ("smile", "head_motion")} == \
+        {k: v for k, v in style["controls"]["listen"].items() if k not in ("smile", "head_motion")}
+    plain = tmp_path / "p.mp4"
+    res = _cli("render", "--portrait", samples / "portraits" / "lp_s1.jpg", "--self", tmp_path / "self.wav",
+               "--out", plain, "--checkpoint", control_weights, "--steps", "1", "--quiet",
+               "--style-video", samples / "video" / "lp_s29.mp4", "--style-fit", "0")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(plain.with_suffix(".json").read_text())
+    assert "fit" not in report["controls_given"]["style_video"]
+    assert report["settings"]["controls"] == report["controls_given"]["style_video"]["controls"]
 
 
 @pytest.mark.slow
@@ -221,3 +239,23 @@ def test_style_of_a_listener_with_the_partners_voice_on_the_track(shared_media, 
     style = style_from_video(clip, Pipeline.from_pretrained(control_weights).stage2, max_seconds=12)
     assert style.has_audio and style.face_frames > 250
     assert style.speaking_frames < 0.2 * style.face_frames and style.controls.listen
+
+
+def test_the_live_demo_fits_a_style_video_on_the_sample_dialogue(monkeypatch, samples, control_weights, capsys):
+    """Live, the conversation is not known when the page opens: the style is fitted on data/samples/audio/dialogue.flac."""
+    import infp.demo.server as server_mod
+    from infp.cli import main
+
+    started = {}
+
+    class Server:
+        def __init__(self, pipe, portrait, settings, **kw):
+            started["settings"] = settings
+
+    monkeypatch.setattr(server_mod, "DemoServer", Server)
+    monkeypatch.setattr(server_mod, "serve", lambda server, host, port: started.setdefault("served", True))
+    assert main(["demo", "--checkpoint", str(control_weights), "--steps", "1", "--style-video",
+                 str(samples / "video" / "lp_s29.mp4"), "--style-fit", "1"]) == 0
+    said = capsys.readouterr().out
+    assert f"fitting the style to the portrait on {samples / 'audio' / 'dialogue.flac'} (16 s" in said and "round 1" in said
+    assert started["served"] and started["settings"].controls.listen  # the style's controls reach the page's session
