@@ -176,14 +176,17 @@ class Pipeline:
             yield frame.image
 
     def session(self, portrait: Portrait, settings: RenderSettings, vad: np.ndarray | None = None,
-                overlay: bool | None = None, render_batch: int | None = None, timings: dict | None = None) -> StreamingSession:
-        """A ``StreamingSession`` of this pipeline's two stages for ``portrait`` (streaming VAD if ``vad`` is None)."""
+                overlay: bool | None = None, render_batch: int | None = None, timings: dict | None = None,
+                mouth_fit: tuple[float, float] | None = None) -> StreamingSession:
+        """A ``StreamingSession`` of this pipeline's two stages for ``portrait`` (streaming VAD if ``vad`` is None;
+        ``mouth_fit``: the portrait's mouth onset and gain from an earlier session, see ``StreamingSession``)."""
         return StreamingSession(self.stage1, self.stage2, portrait, steps=settings.steps, cfg_scale=settings.cfg_scale,
                                 seed=settings.seed, paste_back=settings.paste_back,
                                 overlay=settings.overlay if overlay is None else overlay, vad=vad,
                                 vad_threshold=settings.vad_threshold, render_batch=render_batch, device=self.device,
                                 timings=timings, controls=settings.controls or None, control_scale=settings.control_scale,
-                                lip_follow=settings.lip_follow, control_steer=settings.control_steer)
+                                lip_follow=settings.lip_follow, control_steer=settings.control_steer,
+                                mouth_fit=mouth_fit)
 
     def render(
         self,

@@ -351,17 +351,21 @@ class StyleFit:
 
 
 def sampled_levels(pipe: Pipeline, portrait, own: np.ndarray, other: np.ndarray, settings, speaking: np.ndarray,
-                   every: int = FIT_EVERY) -> np.ndarray:
+                   every: int = FIT_EVERY, mouth: dict | None = None) -> np.ndarray:
     """(2, K) levels of the rendering of (``own``, ``other``) on ``portrait`` (a loaded ``Portrait``) with
     ``settings``, measured as ``output_levels`` on every ``every``-th frame (the others are generated, not drawn):
-    the frames drawn are those of the full rendering."""
+    the frames drawn are those of the full rendering. ``mouth``: a dict that keeps the portrait's mouth fit
+    between calls (it does not depend on the controls)."""
     from infp.face.expression import track_landmarks as track
     from infp.face.landmarks import NUM_LANDMARKS
 
     n_frames = len(speaking)
     vad = np.zeros((n_frames, 2), np.float32)
     vad[:, 0] = speaking
-    session = pipe.session(portrait, settings, vad=vad, overlay=False)
+    cached = None if mouth is None else mouth.get("fit")
+    session = pipe.session(portrait, settings, vad=vad, overlay=False, mouth_fit=cached)
+    if mouth is not None:
+        mouth["fit"] = (session.motion.mouth_onset, session.motion.mouth_gain)
     session.drop = lambda i: i % every != 0
     drawn: dict[int, np.ndarray] = {}
 
@@ -433,9 +437,10 @@ def fit_style(pipe: Pipeline, portrait, own: np.ndarray, other: np.ndarray, styl
     entries: list[dict] = []
     errors: list[float] = []
     kinds = sorted({r for r, _ in targets})
+    mouth: dict = {}
     for i in range(max(1, rounds)):
         ctl = _controls_from_array(current, start)
-        got = sampled_levels(pipe, portrait, own, other, replace(settings, controls=ctl), speaking, every)
+        got = sampled_levels(pipe, portrait, own, other, replace(settings, controls=ctl), speaking, every, mouth=mouth)
         err = [abs(got[r, k] - style.raw[r, k]) / unit[k] for r, k in targets]
         errors.append(float(np.sum(err)) if err and np.isfinite(err).all() else np.inf)
         entry = {"controls": ctl.to_dict(), "error": round(errors[-1], 4) if np.isfinite(errors[-1]) else None,

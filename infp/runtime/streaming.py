@@ -84,7 +84,8 @@ class StreamingSession:
     ``mouth_onset``: with lip following on, render the portrait's mouth along the latents' mouth axis once, start
     speech where it opens and scale it to open about as wide per unit as the faces the lip gain was chosen on
     (``infp.runtime.mouth.fit_mouth``: closed-lipped portraits stay sealed over the first units; 14-22 renders and
-    face-mesh readings, 1.5-4.5 s on 2 cores).
+    face-mesh readings, 1.5-4.5 s on 2 cores). ``mouth_fit``: its (onset, gain) from an earlier session of the
+    same portrait and weights, which skips the fit.
     """
 
     def __init__(self, stage1: Stage1Runner, stage2: AudioToMotionNet, portrait: Portrait, *, steps: int = 6,
@@ -92,7 +93,8 @@ class StreamingSession:
                  vad: np.ndarray | None = None, vad_threshold: float = SPEECH_THRESHOLD, render_batch: int | None = None,
                  device: str | torch.device = "cpu", timings: dict | None = None, controls: Controls | None = None,
                  control_scale: float = CONTROL_SCALE, lip_follow: float | None = None,
-                 control_steer: float = CONTROL_STEER, mouth_onset: bool = True) -> None:
+                 control_steer: float = CONTROL_STEER, mouth_onset: bool = True,
+                 mouth_fit: tuple[float, float] | None = None) -> None:
         self.stage1 = stage1
         self.device = torch.device(device)
         self.portrait = portrait
@@ -101,7 +103,9 @@ class StreamingSession:
                                    device=self.device, controls=controls, control_scale=control_scale,
                                    lip_follow=lip_follow, control_steer=control_steer,
                                    decode_keypoints=stage1.decode_keypoints)
-        if mouth_onset and self.motion.delay:  # lip following is on: find where this face's rendered mouth opens
+        if mouth_fit is not None and self.motion.delay:  # found before for this portrait and these weights
+            self.motion.mouth_onset, self.motion.mouth_gain = float(mouth_fit[0]), float(mouth_fit[1])
+        elif mouth_onset and self.motion.delay:  # lip following is on: find where this face's rendered mouth opens
             fit = fit_mouth(stage1, self.source, stage2, self.motion.rest[0], self.motion._closed,
                             slope=stage2.mouth_slope is not None)
             self.motion.mouth_onset, self.motion.mouth_gain = fit.onset, fit.gain
