@@ -248,7 +248,7 @@ def cmd_reenact(args: argparse.Namespace) -> int:
 
     _check_output(args.out, args.checkpoint, stages=False, **{"--portrait": args.portrait, "--driving": args.driving})
     runner = Stage1Runner.from_pretrained(args.checkpoint or _default_checkpoint("stage1"), args.device, args.precision,
-                                          args.backend)
+                                          _backend(args))
     out = reenact(runner, args.portrait, args.driving, args.out, relative=not args.absolute,
                   paste=args.paste_back, face_index=args.face_index, progress=not args.quiet)
     print(f"wrote {out}")
@@ -281,7 +281,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from infp.pipelines.render import check_dialogue
 
     check_dialogue(own, other, args.audio or args.self_audio)
-    pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision, args.backend)
+    pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision, _backend(args))
     if args.size is not None and args.size != pipe.size:
         raise InfpError(f"the checkpoint renders {pipe.size}x{pipe.size}; --size {args.size} needs a checkpoint trained at that size",
                         args.checkpoint or "starter weights")
@@ -387,7 +387,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         check_dialogue(own, other, args.audio or args.self_audio)
     elif args.record is not None or args.self_audio is not None or args.other_audio is not None or args.audio is not None:
         raise InfpError("--self/--other/--audio/--record go with --simulate; on the page, choose the agent's voice and press Record")
-    pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision, args.backend)
+    pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision, _backend(args))
     if args.size is not None and (args.size > pipe.size or args.size % 16):
         raise InfpError(f"--size must be a multiple of 16 and at most the checkpoint's {pipe.size}")
     controls, given, control_scale, style = _render_controls(args, pipe)
@@ -438,15 +438,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_renderer_args(p: argparse.ArgumentParser) -> None:
-    """--device, --precision and --backend: where and how the stage-1 renderer runs."""
+def _backend(args: argparse.Namespace) -> str:
+    """The renderer's runtime of --backend, ``auto`` resolved (``infp.runtime.backends.resolve_backend``)."""
+    from infp.runtime.backends import resolve_backend
+
+    backend = resolve_backend(args.backend, args.device)
+    if args.backend == "auto":
+        log.info("renderer runtime: %s (--backend auto)", backend)
+    return backend
+
+
+def _add_renderer_args(p: argparse.ArgumentParser, backend: str = "torch") -> None:
+    """--device, --precision and --backend (default ``backend``): where and how the stage-1 renderer runs."""
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="renderer arithmetic: bf16 is about 2x faster on CPUs with AMX/AVX512-BF16 (and recent GPUs), "
                         "within ~47 dB PSNR of fp32")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
+    p.add_argument("--backend", choices=(*BACKENDS, "auto"), default=backend,
                    help="runtime of the renderer: torch, or its graph exported to ONNX (cached) and run by onnxruntime or "
-                        "openvino on the CPU (pip install 'infp[runtime]'; see docs/RESULTS.md, Stage-1 inference runtimes)")
+                        "openvino on the CPU (pip install 'infp[runtime]'; see docs/RESULTS.md, Stage-1 inference runtimes); "
+                        f"auto: openvino on the CPU when installed, else torch (default {backend})")
 
 
 def _add_control_args(p: argparse.ArgumentParser) -> None:
@@ -616,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", type=Path, default=None, help="--simulate: save the session as this .mp4 (both voices)")
     p.add_argument("--report", type=Path, default=None, help="--simulate: figures as JSON (default: beside --record)")
     p.add_argument("--threads", type=int_range(1, 1024), default=2, help="torch CPU threads")
-    _add_renderer_args(p)
+    _add_renderer_args(p, backend="auto")
     _add_control_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import threading
@@ -47,6 +48,17 @@ def check_backend(backend: str) -> None:
         return
     for package in _PACKAGES[backend] + _EXPORT_PACKAGES:
         _require(package, f"the {backend} backend")
+
+
+def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
+    """``backend``, or for ``"auto"``: ``"openvino"`` on the CPU when it and the exporter are installed (the
+    renderer's fastest CPU runtime here, docs/RESULTS.md "Stage-1 inference runtimes"), else ``"torch"``."""
+    if backend != "auto":
+        return backend
+    if torch.device(device).type != "cpu":
+        return "torch"
+    return "openvino" if all(importlib.util.find_spec(p) is not None for p in _PACKAGES["openvino"] + _EXPORT_PACKAGES) \
+        else "torch"
 
 
 def _require(package: str, what: str):

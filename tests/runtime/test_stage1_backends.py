@@ -146,3 +146,25 @@ def test_missing_package_names_it_and_the_pip_command(backend, package, nets, mo
     monkeypatch.setitem(sys.modules, package, None)  # import fails as if not installed
     with pytest.raises(InfpError, match=rf"needs the {package} package: pip install 'infp\[runtime\]' \(or pip install {package}\)"):
         Stage1Runner(nets["v2"], backend=backend)
+
+
+def test_auto_is_openvino_on_the_cpu_when_installed_else_torch(monkeypatch):
+    import importlib.util
+
+    from infp.runtime.backends import resolve_backend
+
+    assert resolve_backend("torch") == "torch" and resolve_backend("onnxruntime") == "onnxruntime"
+    assert resolve_backend("auto") == "openvino"  # installed with infp[dev] / infp[runtime]
+    assert resolve_backend("auto", "cuda") == "torch"
+    real = importlib.util.find_spec
+    for missing in ("openvino", "onnx"):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, _m=missing: None if name == _m else real(name, *a))
+        assert resolve_backend("auto") == "torch"
+
+
+def test_the_live_demo_defaults_to_auto_and_render_to_torch():
+    from infp.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["demo"]).backend == "auto"
+    assert parser.parse_args(["render", "--portrait", "p.jpg", "--audio", "a.wav", "--out", "o.mp4"]).backend == "torch"
