@@ -444,7 +444,7 @@ def _backend(args: argparse.Namespace) -> str:
 
     backend = resolve_backend(args.backend, args.device)
     if args.backend == "auto":
-        log.info("renderer runtime: %s (--backend auto)", backend)
+        log.debug("renderer runtime: %s (--backend auto)", backend)
     return backend
 
 
