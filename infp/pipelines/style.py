@@ -316,7 +316,6 @@ def controls_from_video(path: str | Path, net: AudioToMotionNet, max_seconds: fl
     return style_from_video(path, net, max_seconds, calibration=calibration).controls
 
 
-
 FIT_CONTROLS = ("smile", "head_motion")
 """The controls a style fit tunes on the user's own portrait and dialogue: the expression and the head
 motion the style should show (the other controls of the style keep their mapped values)."""
@@ -351,17 +350,19 @@ class StyleFit:
 
 
 def sampled_levels(pipe: Pipeline, portrait, own: np.ndarray, other: np.ndarray, settings, speaking: np.ndarray,
-                   every: int = FIT_EVERY, mouth: dict | None = None) -> np.ndarray:
+                   every: int = FIT_EVERY, mouth: dict | None = None, vad: np.ndarray | None = None) -> np.ndarray:
     """(2, K) levels of the rendering of (``own``, ``other``) on ``portrait`` (a loaded ``Portrait``) with
-    ``settings``, measured as ``output_levels`` on every ``every``-th frame (the others are generated, not drawn):
-    the frames drawn are those of the full rendering. ``mouth``: a dict that keeps the portrait's mouth fit
-    between calls (it does not depend on the controls)."""
+    ``settings``, measured as ``output_levels`` over the frames where ``speaking`` and the others, on every
+    ``every``-th frame (the others are generated, not drawn): the frames drawn are those of the full rendering.
+    ``mouth``: a dict that keeps the portrait's mouth fit between calls (it does not depend on the controls);
+    ``vad``: the (T, 2) speech probabilities the session is given, as ``Pipeline.render`` gives them."""
     from infp.face.expression import track_landmarks as track
     from infp.face.landmarks import NUM_LANDMARKS
 
     n_frames = len(speaking)
-    vad = np.zeros((n_frames, 2), np.float32)
-    vad[:, 0] = speaking
+    if vad is None:
+        vad = np.zeros((n_frames, 2), np.float32)
+        vad[:, 0] = speaking
     cached = None if mouth is None else mouth.get("fit")
     session = pipe.session(portrait, settings, vad=vad, overlay=False, mouth_fit=cached)
     if mouth is not None:
@@ -409,7 +410,8 @@ def fit_style(pipe: Pipeline, portrait, own: np.ndarray, other: np.ndarray, styl
         portrait = load_portrait(portrait, pipe.size, settings.face_index)
     n = min(len(own), int(round(max_seconds * SAMPLE_RATE)))
     own, other = np.asarray(own[:n], np.float32), np.asarray(other[:n], np.float32)
-    speaking = frame_speech_prob(np.stack([own, other]))[:, 0] > settings.vad_threshold
+    probs = frame_speech_prob(np.stack([own, other]))
+    speaking = probs[:, 0] > settings.vad_threshold
     lo = pipe.stage2.control_lo.detach().cpu().numpy().astype(np.float64)
     hi = pipe.stage2.control_hi.detach().cpu().numpy().astype(np.float64)
     unit = np.maximum(hi - lo, 1e-6)  # level change per control unit by the corpus percentiles
@@ -440,12 +442,13 @@ def fit_style(pipe: Pipeline, portrait, own: np.ndarray, other: np.ndarray, styl
     mouth: dict = {}
     for i in range(max(1, rounds)):
         ctl = _controls_from_array(current, start)
-        got = sampled_levels(pipe, portrait, own, other, replace(settings, controls=ctl), speaking, every, mouth=mouth)
+        got = sampled_levels(pipe, portrait, own, other, replace(settings, controls=ctl), speaking, every, mouth=mouth,
+                             vad=probs)
         err = [abs(got[r, k] - style.raw[r, k]) / unit[k] for r, k in targets]
         errors.append(float(np.sum(err)) if err and np.isfinite(err).all() else np.inf)
         entry = {"controls": ctl.to_dict(), "error": round(errors[-1], 4) if np.isfinite(errors[-1]) else None,
-                 "levels": {KINDS[r]: {CONTROL_NAMES[k]: round(float(got[r, k]), 5) for r2, k in targets if r2 == r}
-                            for r in kinds}}
+                 "levels": {KINDS[r]: {CONTROL_NAMES[k]: round(float(got[r, k]), 5) if np.isfinite(got[r, k]) else None
+                                       for r2, k in targets if r2 == r} for r in kinds}}
         entries.append(entry)
         if on_round is not None:
             on_round(i, entry)

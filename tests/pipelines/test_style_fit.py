@@ -46,7 +46,7 @@ def _fake_pipe():
 def test_a_fit_reaches_the_reference_on_a_portrait_unlike_the_calibrations(monkeypatch, samples):
     measured = []
 
-    def fake_levels(pipe, portrait, own, other, settings, speaking, every, mouth=None):
+    def fake_levels(pipe, portrait, own, other, settings, speaking, every, mouth=None, vad=None):
         measured.append(settings.controls)
         return _portrait_response(settings.controls.array())
 
