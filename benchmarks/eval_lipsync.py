@@ -15,6 +15,12 @@ voices): speakers held out of training, where settings such as ``--lip-gain`` ar
 benchmark's 29 clips (``infp.eval.lipsync.validation_speaker``), so the means are given twice: over every clip, and
 over the clips of the other speakers ("unseen by any choice"). If the weights' lip reader was fitted on the
 validation speakers too (``lip_reader_fit_val``), their clips are left out of the benchmark, with a line saying so.
+
+``--sync-check`` also applies the corpus builder's audio-video sync check (``infp.data.sync``: a regression from the
+voice to the mouth, fitted on the other clips, finds each clip's offset from its first 20 s; no infp weights take
+part) to the benchmark's clips, and gives a second set of scores and means: a clip whose voice is found late or
+early is scored against its real mouth moved by that offset, and a clip whose offset is unclear is left out. The
+scores as recorded are kept beside them.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from infp.constants import FPS, SAMPLE_RATE
+from infp.data.sync import SyncCheck, check_sync
 from infp.errors import InfpError
 from infp.eval.lipsync import (
     MIN_PAIRS,
@@ -46,6 +53,8 @@ from infp.pipelines.render import Pipeline, RenderSettings
 
 REPO = Path(__file__).resolve().parents[1]
 OWN = "own first frame"
+SYNC_SECONDS = 20.0
+"""Seconds of each clip the sync check reads (from its start)."""
 
 
 def log(msg: str) -> None:
@@ -84,25 +93,61 @@ def corpus_validation_clips(corpus: Path) -> list[tuple[Path, Path]]:
     return out
 
 
+def synced_track(real: np.ndarray, lag: int, n: int) -> np.ndarray:
+    """The first ``n`` frames of the real mouth track as they would be with the voice ``lag`` frames earlier
+    (``SyncCheck.lag`` > 0: the voice comes late): frame t of the speech goes with real frame t - lag (NaN where
+    the track has none)."""
+    out = np.full(n, np.nan, np.float32)
+    for t in range(n):
+        if 0 <= t - lag < len(real):
+            out[t] = real[t - lag]
+    return out
+
+
+def sync_checks(pairs: list[tuple[Path, Path | None]]) -> tuple[dict[str, SyncCheck], dict[str, np.ndarray]]:
+    """``infp.data.sync.check_sync`` of the clips' first ``SYNC_SECONDS`` (leave-one-out over these clips), and the
+    real mouth tracks it read (reused for the scores)."""
+    tracks, mouths = {}, {}
+    for i, (clip, voice) in enumerate(pairs, 1):
+        log(f"sync check [{i}/{len(pairs)}] {clip.name}")
+        mouths[clip.name] = video_mouth_track(clip, SYNC_SECONDS)
+        tracks[clip.name] = (to_mono(read_audio(voice or clip))[: int(SYNC_SECONDS * SAMPLE_RATE)], mouths[clip.name])
+    checks = check_sync(tracks)
+    for name, c in checks.items():
+        if c.decision != "keep":
+            log(f"sync check: {name}: {c.decision} ({c.reason})")
+    return checks, mouths
+
+
 def evaluate_clip(pipe: Pipeline, clip: Path, portraits: dict[str, np.ndarray], args: argparse.Namespace,
-                  voice: Path | None = None) -> list[LipSyncScore]:
+                  voice: Path | None = None, sync: SyncCheck | None = None,
+                  long_real: np.ndarray | None = None) -> tuple[list[LipSyncScore], list[LipSyncScore]]:
     """Scores of one clip: its own first frame (when it shows a face), then each unseen portrait (``voice``: the
-    file of its speech, when not the clip's own sound track)."""
+    file of its speech, when not the clip's own sound track); and with a ``sync`` check, the same renderings scored
+    in sync (none if the check drops the clip). ``long_real``: the clip's real mouth track over more frames than
+    are scored, when already read (its first frames are the track scored)."""
     speech = to_mono(read_audio(voice or clip))
     if args.max_seconds:
         speech = speech[: int(args.max_seconds * SAMPLE_RATE)]
-    real = video_mouth_track(clip, args.max_seconds)
+    n = -(-len(speech) // (SAMPLE_RATE // FPS))
+    if long_real is None:
+        long_real = video_mouth_track(clip, args.max_seconds)
+    real = long_real[:n]
     loud = loudness_envelope(speech)
     log(f"  real mouth: {np.isfinite(real).sum()}/{len(real)} frames with a face")
     if np.isfinite(real).sum() < MIN_PAIRS:
         log(f"  skip {clip.name}: too few frames with a face to compare mouths")
-        return []
+        return [], []
+    in_sync = None
+    if sync is not None and sync.decision == "shift":
+        in_sync = synced_track(long_real, sync.lag, len(real))
     targets = dict(portraits)
     if np.isfinite(real[:1]).all():
         targets = {OWN: first_frame(clip), **targets}
     else:
         log(f"  skip {OWN}: no face on the first frame of {clip.name}")
-    scores = []
+    scores, synced = [], []
+    label = clip.parent.name if voice else clip.name
     for name, image in targets.items():
         t0 = time.perf_counter()
         try:
@@ -110,11 +155,17 @@ def evaluate_clip(pipe: Pipeline, clip: Path, portraits: dict[str, np.ndarray], 
         except InfpError as exc:
             log(f"  skip {name}: {exc}")
             continue
-        scores.append(score_clip(clip.parent.name if voice else clip.name, name, avatar, real, loud))
+        scores.append(score_clip(label, name, avatar, real, loud))
         s = scores[-1]
         log(f"  {name}: r {s.r:+.3f} (lag {s.lag:+d}), std ratio {s.std_ratio:.2f}, loudness r {s.loudness_r:+.3f}"
             f"  [{time.perf_counter() - t0:.0f} s]")
-    return scores
+        if sync is not None and sync.decision == "keep":
+            synced.append(s)
+        elif in_sync is not None:
+            synced.append(score_clip(label, name, avatar, in_sync, loud))
+            log(f"    in sync (voice {sync.lag:+d} frames): r {synced[-1].r:+.3f} (lag {synced[-1].lag:+d}), "
+                f"loudness r {synced[-1].loudness_r:+.3f}")
+    return scores, synced
 
 
 def table(scores: list[LipSyncScore]) -> str:
@@ -169,8 +220,12 @@ def main() -> None:
                     help="render with this lip gain (default: the weights' own)")
     ap.add_argument("--corpus-val", type=Path, default=None, metavar="CORPUS",
                     help="score the validation speakers' own-voice clips of this corpus instead of the benchmark's")
+    ap.add_argument("--sync-check", action="store_true",
+                    help="also score the clips in sync, by the corpus builder's audio-video sync check (see above)")
     ap.add_argument("--out", type=Path, default=None, help="JSON with every score and the means")
     args = ap.parse_args()
+    if args.sync_check and args.corpus_val:
+        sys.exit("--sync-check is for the benchmark's clips; a prepared corpus was sync-checked when it was built")
 
     if args.corpus_val:
         if not (args.corpus_val / "index.jsonl").is_file():
@@ -193,22 +248,38 @@ def main() -> None:
     if args.lip_gain is not None:
         pipe.stage2.lip_gain = args.lip_gain
     portraits = {p.stem: read_image(p) for p in args.portraits}
+    checks, mouths = sync_checks(pairs) if args.sync_check else ({}, {})
+    if not args.max_seconds or args.max_seconds > SYNC_SECONDS:
+        mouths = {}  # the sync check's tracks are shorter than the scored ones: read those again
     scores: list[LipSyncScore] = []
+    synced: list[LipSyncScore] = []
     for i, (clip, voice) in enumerate(pairs, 1):
         log(f"[{i}/{len(clips)}] {clip.parent.name}/{clip.name}")
-        scores += evaluate_clip(pipe, clip, portraits, args, voice)
+        a, b = evaluate_clip(pipe, clip, portraits, args, voice, checks.get(clip.name), mouths.get(clip.name))
+        scores, synced = scores + a, synced + b
         if args.out:  # after every clip: a long run stopped early keeps what it measured
-            write_report(args, clips[:i], scores)
+            write_report(args, clips[:i], scores, synced, checks)
     print(table(scores))
+    if args.sync_check:
+        moved = sum(c.decision == "shift" for c in checks.values())
+        dropped = sum(c.decision == "drop" for c in checks.values())
+        print(f"\nin sync ({moved} clips moved by their offset, {dropped} with an unclear offset left out):")
+        for label, m in means(synced).items():
+            print(f"mean {label:<33} clips {m['clips']:>3}   r {m['r']:+.3f}  |lag| {m['abs_lag']:.2f}  "
+                  f"std {m['std_ratio']:.2f}  loudness r {m['loudness_r']:+.3f}")
 
 
-def write_report(args: argparse.Namespace, clips: list[Path], scores: list[LipSyncScore]) -> None:
+def write_report(args: argparse.Namespace, clips: list[Path], scores: list[LipSyncScore],
+                 synced: list[LipSyncScore] | None = None, checks: dict[str, SyncCheck] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     root = args.corpus_val or args.data
     report = {"weights": str(args.weights), "max_seconds": args.max_seconds, "seed": args.seed, "steps": args.steps,
               "lip_follow": args.lip_follow, "lip_gain": args.lip_gain, "control": args.control,
               "clips": [str(c.relative_to(root)) for c in clips], "scores": [s.as_dict() for s in scores],
               "means": means(scores)}
+    if checks:
+        report.update(sync={name: c.as_dict() for name, c in checks.items()},
+                      synced_scores=[s.as_dict() for s in synced or []], synced_means=means(synced or []))
     args.out.write_text(json.dumps(report, indent=1))
 
 
