@@ -15,7 +15,8 @@ Decision (:func:`decide`): a clip whose best correlation is below ``MIN_PEAK`` s
 relation and is dropped; a clip whose best lag is ``MIN_SHIFT`` frames or more away, and beats lag 0
 by at least ``MIN_GAIN``, is shifted by it when that peak reaches ``MIN_SHIFT_PEAK`` and dropped
 otherwise (a weak peak far from zero is as likely chance as an offset: a voice laid over another
-take of the same face peaks at about 0.2 somewhere within ±10 frames); any other clip is kept as it is. No model ships with
+take of the same face peaks at about 0.2 somewhere within ±10 frames); a peak at the edge of the search
+(±``MAX_LAG``) locates no offset and drops the clip too; any other clip is kept as it is. No model ships with
 this: it needs only the clips being checked (at least ``MIN_CLIPS``).
 """
 
@@ -120,6 +121,8 @@ def decide(name: str, curve: np.ndarray, max_lag: int = MAX_LAG) -> SyncCheck:
         where = f"r {peak:.2f} at lag {lag_video:+d}, {r0:.2f} at 0"
         if peak < MIN_SHIFT_PEAK:  # a weak peak far from 0 is as likely chance as an offset
             return SyncCheck(name, lag_video, peak, r0, "drop", f"offset unclear ({where})")
+        if abs(lag_video) == max_lag:  # the curve still rises at the edge of the search: no offset found
+            return SyncCheck(name, lag_video, peak, r0, "drop", f"offset unclear, at the edge of the search ({where})")
         return SyncCheck(name, lag_video, peak, r0, "shift",
                          f"voice {abs(lag_video) * 40} ms {'late' if lag_video > 0 else 'early'} ({where})")
     return SyncCheck(name, lag_video, peak, r0, "keep", f"in sync (r {peak:.2f} at lag {lag_video:+d})")

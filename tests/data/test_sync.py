@@ -70,6 +70,12 @@ def test_decide_rules():
     c = decide("c", curve)
     assert c.decision == "shift" and c.lag == -4 and c.offset_seconds == pytest.approx(0.16)
     assert decide("d", np.full(2 * MAX_LAG + 1, math.nan)).decision == "drop"
+    curve = np.full(2 * MAX_LAG + 1, 0.05)
+    curve[-1] = 0.7  # strong, but at the edge of the search: the curve may rise further beyond it
+    edge = decide("e", curve)
+    assert edge.decision == "drop" and "edge of the search" in edge.reason
+    curve[-1], curve[-2] = 0.05, 0.7  # one frame inside: an offset
+    assert decide("e", curve).decision == "shift"
 
 
 def test_too_few_clips_is_an_error(voice):
