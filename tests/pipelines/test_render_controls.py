@@ -198,6 +198,7 @@ def test_style_from_a_video_without_a_face(tmp_path, control_weights):
     assert str(wall) in str(e.value)
 
 
+@pytest.mark.slow
 def test_cli_style_video(tmp_path, samples, control_weights):
     """The video's controls, the user's named control on top, and the fit of the style's others on this dialogue
     (the tiny weights draw no face: every round unmeasured, the mapped controls kept)."""

@@ -93,6 +93,7 @@ def test_calibrating_the_starter_weights_measures_the_smile_control(samples):
     assert len(seen) == 3 and np.array_equal(again.levels, cal.levels, equal_nan=True)
 
 
+@pytest.mark.slow
 def test_a_style_video_uses_the_calibration_and_its_guidance_weight(tmp_path, samples, control_weights):
     """With style_calibration.json in stage2/, the style's values come from it and the render uses its
     control guidance weight (unless --control-scale is given)."""
