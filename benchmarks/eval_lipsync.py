@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infp.constants import FPS, SAMPLE_RATE
+from infp.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from infp.data.sync import SyncCheck, check_sync
 from infp.errors import InfpError
 from infp.eval.lipsync import (
@@ -98,9 +98,9 @@ def synced_track(real: np.ndarray, lag: int, n: int) -> np.ndarray:
     (``SyncCheck.lag`` > 0: the voice comes late): frame t of the speech goes with real frame t - lag (NaN where
     the track has none)."""
     out = np.full(n, np.nan, np.float32)
-    for t in range(n):
-        if 0 <= t - lag < len(real):
-            out[t] = real[t - lag]
+    t = np.arange(n)
+    ok = (t - lag >= 0) & (t - lag < len(real))
+    out[ok] = np.asarray(real)[t[ok] - lag]
     return out
 
 
@@ -129,7 +129,7 @@ def evaluate_clip(pipe: Pipeline, clip: Path, portraits: dict[str, np.ndarray], 
     speech = to_mono(read_audio(voice or clip))
     if args.max_seconds:
         speech = speech[: int(args.max_seconds * SAMPLE_RATE)]
-    n = -(-len(speech) // (SAMPLE_RATE // FPS))
+    n = -(-len(speech) // SAMPLES_PER_FRAME)
     if long_real is None:
         long_real = video_mouth_track(clip, args.max_seconds)
     real = long_real[:n]

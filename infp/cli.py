@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NoReturn
 
-from infp.constants import MAX_CFG_SCALE, MAX_SEED, MAX_STEPS, SPEECH_THRESHOLD
+from infp.constants import MAX_CFG_SCALE, MAX_SEED, MAX_STEPS, SAMPLE_RATE, SPEECH_THRESHOLD
 from infp.errors import InfpError
 
 if TYPE_CHECKING:
@@ -343,7 +343,7 @@ def _fit_style(args: argparse.Namespace, pipe: Pipeline, fit_from: tuple | None,
     from infp.pipelines.style import FIT_EVERY, FIT_SECONDS, fit_style
 
     style, fixed, calibration = fit_from
-    seconds = min(len(own) / 16000, FIT_SECONDS)
+    seconds = min(len(own) / SAMPLE_RATE, FIT_SECONDS)
     if not getattr(args, "quiet", False):
         print(f"fitting the style to the portrait on {what} ({seconds:.0f} s, one frame in {FIT_EVERY} drawn, "
               f"{args.style_fit} rounds)", flush=True)

@@ -368,16 +368,8 @@ def sampled_levels(pipe: Pipeline, portrait, own: np.ndarray, other: np.ndarray,
     if mouth is not None:
         mouth["fit"] = (session.motion.mouth_onset, session.motion.mouth_gain)
     session.drop = lambda i: i % every != 0
-    drawn: dict[int, np.ndarray] = {}
-
-    def keep(frames) -> None:
-        drawn.update((f.index, f.image) for f in frames if f.image is not None and f.index < n_frames)
-
-    for start in range(0, len(own), session.hop):
-        session.feed(own[start:start + session.hop], other[start:start + session.hop])
-        while session.ready_hops:
-            keep(list(session.step()))
-    keep(session.flush())
+    drawn = {f.index: f.image for f in session.push(own, other) + session.flush()
+             if f.image is not None and f.index < n_frames}
     order = sorted(drawn)
     landmarks = np.full((n_frames, NUM_LANDMARKS, 2), np.nan, np.float32)
     if order:
