@@ -33,8 +33,10 @@ CONTROL_SCALE = 4.0
 """Default guidance weight of the controls (the audio's is ``cfg_scale``, 2): measured, a weight of 2 moves
 the rendered head motion and smile by about half of what 4 does (docs/RESULTS.md)."""
 
-STEERED_ONLY = [CONTROL_NAMES.index("head_motion")]
-"""Controls that steering meets alone, left out of the network's conditioning while it steers."""
+STEERED_ONLY = [CONTROL_NAMES.index("head_motion"), CONTROL_NAMES.index("smile")]
+"""Controls that steering meets alone, left out of the network's conditioning while it steers: conditioned on
+either, the network turns the head aside (docs/RESULTS.md, "Head motion by steering alone", "The smile by
+steering alone")."""
 
 TRACE_STEP = True
 """Run the motion transformer's sampling steps traced (``TracedStep``); False: eagerly (the same result)."""
@@ -171,9 +173,11 @@ class MotionStream:
         """Expression / behaviour controls from the next hop on (None or empty: the model's own choice).
         A network trained without controls ignores them (``controls_active`` is then False).
 
-        With control steering, ``head_motion`` is met by steering alone and left out of the network's
-        conditioning: conditioned on it, the network turned the head aside and the steering's gain, measured
-        on that output, then lowered the motion (docs/RESULTS.md, "Head motion by steering alone")."""
+        With control steering, ``head_motion`` and ``smile`` are met by steering alone and left out of the
+        network's conditioning (``STEERED_ONLY``): conditioned on head motion, the network turned the head aside
+        and the steering's gain, measured on that output, then lowered the motion; conditioned on a smile, it
+        turned the head aside as well, by up to 0.11 of the face width on an unseen portrait (docs/RESULTS.md,
+        "Head motion by steering alone", "The smile by steering alone")."""
         self.controls = controls if controls else None
         self._control_values = None if self.controls is None else self.controls.array()  # (2, K), NaN = absent
         values = self._control_values

@@ -207,15 +207,16 @@ def test_stream_steers_the_same_chunked_as_offline_and_moves_the_probed_level(sp
     assert again.can_steer and torch.equal(again.measure_axis, net.measure_axis)
 
 
-def test_head_motion_is_met_by_steering_alone_and_the_network_sees_the_other_controls(speech):
-    """While steering, head_motion is left out of the network's conditioning: head_motion alone generates
-    the uncontrolled network's latents, scaled by steering; with smile set too, the network sees smile only."""
+def test_head_motion_and_smile_are_met_by_steering_alone_and_the_network_sees_the_other_controls(speech):
+    """While steering, head_motion and smile are left out of the network's conditioning: either alone generates
+    the uncontrolled network's latents, steered; with brow set too, the network sees brow only."""
     net = steer_net()
     rest = torch.zeros(D)
-    hm = CONTROL_NAMES.index("head_motion")
+    hm, sm, br = (CONTROL_NAMES.index(n) for n in ("head_motion", "smile", "brow"))
     plain = generate_motion(net, *speech, rest, steps=2, seed=3)
-    stream = MotionStream(net, rest, steps=2, seed=3, controls=Controls.parse("head_motion=1"))
-    assert stream._controls is None and stream.controls_active
+    for name in ("head_motion", "smile"):
+        stream = MotionStream(net, rest, steps=2, seed=3, controls=Controls.parse(f"{name}=1"))
+        assert stream._controls is None and stream.controls_active
     moving = generate_motion(net, *speech, rest, steps=2, seed=3, controls=Controls.parse("head_motion=1"))
     still = generate_motion(net, *speech, rest, steps=2, seed=3, controls=Controls.parse("head_motion=0"))
     # one network output, steered two ways: the rotation readings differ, every other reading is the same
@@ -225,13 +226,21 @@ def test_head_motion_is_met_by_steering_alone_and_the_network_sees_the_other_con
     np.testing.assert_allclose(read[0][:, other], read[2][:, other], atol=1e-6)
     spreads = [float(np.sqrt(np.mean(r[10:, list(ROTATION)].var(axis=0)))) for r in read]
     assert spreads[0] < min(spreads[1], spreads[2]), spreads
-    # conditioned on head_motion (no steering), the network's own output would differ
-    conditioned = generate_motion(net, *speech, rest, steps=2, seed=3, controls=Controls.parse("head_motion=0"),
-                                  control_steer=0.0)
-    assert not np.allclose(readings(probe, conditioned.astype(np.float64))[:, other], read[0][:, other], atol=1e-3)
-    both = MotionStream(net, rest, steps=2, seed=3, controls=Controls.parse("smile=1,head_motion=1"))
+    # smile steered alone: smile 0 and 1 steer one network output, so the head turns the same and only the smile
+    # reading differs
+    low, high = (readings(probe, generate_motion(net, *speech, rest, steps=2, seed=3, controls=Controls.parse(f"smile={v}")
+                                                 ).astype(np.float64)) for v in (0, 1))
+    np.testing.assert_allclose(low[:, list(ROTATION)], high[:, list(ROTATION)], atol=1e-6)
+    smile = MEASURES.index("smile")
+    assert high[20:, smile].mean() > low[20:, smile].mean() + 0.5 * float(HI[sm] - LO[sm])
+    # conditioned on head_motion or smile (no steering), the network's own output would differ
+    for ctl in ("head_motion=0", "smile=1"):
+        conditioned = generate_motion(net, *speech, rest, steps=2, seed=3, controls=Controls.parse(ctl),
+                                      control_steer=0.0)
+        assert not np.allclose(readings(probe, conditioned.astype(np.float64))[:, other], read[0][:, other], atol=1e-3)
+    both = MotionStream(net, rest, steps=2, seed=3, controls=Controls.parse("brow=1,smile=1,head_motion=1"))
     given = torch.isfinite(both._controls[0])
-    assert given[:, CONTROL_NAMES.index("smile")].all() and not given[:, hm].any()
-    # without steering, the network is conditioned on head_motion as on any other control
-    raw = MotionStream(net, rest, steps=2, seed=3, controls=Controls.parse("head_motion=1"), control_steer=0.0)
-    assert torch.isfinite(raw._controls[0][:, hm]).all()
+    assert given[:, br].all() and not given[:, hm].any() and not given[:, sm].any()
+    # without steering, the network is conditioned on head_motion and smile as on any other control
+    raw = MotionStream(net, rest, steps=2, seed=3, controls=Controls.parse("head_motion=1,smile=1"), control_steer=0.0)
+    assert torch.isfinite(raw._controls[0][:, [hm, sm]]).all()

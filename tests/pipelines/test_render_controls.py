@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from infp.audio.vad import frame_speech_prob
-from infp.constants import FPS
+from infp.constants import FPS, SPEECH_THRESHOLD
 from infp.errors import InfpError, NoFaceError, SettingsError
 from infp.io import read_audio, write_video, write_wav
 from infp.models.controls import CONTROL_NAMES, PRESETS, Controls
@@ -260,3 +260,29 @@ def test_the_live_demo_fits_a_style_video_on_the_sample_dialogue(monkeypatch, sa
     said = capsys.readouterr().out
     assert f"fitting the style to the portrait on {samples / 'audio' / 'dialogue.flac'} (16 s" in said and "round 1" in said
     assert started["served"] and started["settings"].controls.listen  # the style's controls reach the page's session
+
+
+@pytest.mark.slow
+def test_a_smile_on_the_starter_weights_raises_the_mouth_corners_and_leaves_the_head_facing_as_before(samples):
+    """Real weights, an unseen portrait and the sample dialogue: smile = 1 lifts the mouth corners while speaking and
+    while listening, and the head faces where it faces without controls (conditioned on a smile, the network
+    turned lp_s5's head aside by about 0.1 of the face width; the smile is now met by steering alone)."""
+    from infp.face.expression import MEASURES, frame_measures, track_landmarks
+    from infp.io import read_dialogue
+
+    pipe = Pipeline.from_pretrained()
+    own, other = read_dialogue(samples / "audio" / "dialogue.flac")
+    portrait = samples / "portraits" / "lp_s5.jpg"
+    speaking = frame_speech_prob(np.stack([own, other]))[:, 0] > SPEECH_THRESHOLD
+    measured = []
+    for ctl in (Controls(), Controls.parse("smile=1")):
+        frames = pipe.render(portrait, own, other, settings=RenderSettings(controls=ctl))
+        m = frame_measures(track_landmarks(frames))
+        measured.append(m[: len(speaking)])
+    smile, yaw = MEASURES.index("smile"), MEASURES.index("yaw")
+    n = min(len(m) for m in measured)
+    for kind in (speaking[:n], ~speaking[:n]):
+        plain, smiling = (np.nanmean(m[:n][kind, smile]) for m in measured)
+        assert smiling > plain + 0.01, (plain, smiling)
+    plain, smiling = (np.nanmean(m[:n, yaw]) for m in measured)
+    assert abs(smiling - plain) < 0.04, (plain, smiling)
