@@ -176,7 +176,7 @@ class MotionStream:
         With control steering, ``head_motion`` and ``smile`` are met by steering alone and left out of the
         network's conditioning (``STEERED_ONLY``): conditioned on head motion, the network turned the head aside
         and the steering's gain, measured on that output, then lowered the motion; conditioned on a smile, it
-        turned the head aside as well, by up to 0.11 of the face width on an unseen portrait (docs/RESULTS.md,
+        turned the head aside as well, by up to 0.13 of the face width on an unseen portrait (docs/RESULTS.md,
         "Head motion by steering alone", "The smile by steering alone")."""
         self.controls = controls if controls else None
         self._control_values = None if self.controls is None else self.controls.array()  # (2, K), NaN = absent

@@ -233,11 +233,10 @@ def test_head_motion_and_smile_are_met_by_steering_alone_and_the_network_sees_th
     np.testing.assert_allclose(low[:, list(ROTATION)], high[:, list(ROTATION)], atol=1e-6)
     smile = MEASURES.index("smile")
     assert high[20:, smile].mean() > low[20:, smile].mean() + 0.5 * float(HI[sm] - LO[sm])
-    # conditioned on head_motion or smile (no steering), the network's own output would differ
-    for ctl in ("head_motion=0", "smile=1"):
-        conditioned = generate_motion(net, *speech, rest, steps=2, seed=3, controls=Controls.parse(ctl),
-                                      control_steer=0.0)
-        assert not np.allclose(readings(probe, conditioned.astype(np.float64))[:, other], read[0][:, other], atol=1e-3)
+    # conditioned on head_motion (no steering), the network's own output would differ
+    conditioned = generate_motion(net, *speech, rest, steps=2, seed=3, controls=Controls.parse("head_motion=0"),
+                                  control_steer=0.0)
+    assert not np.allclose(readings(probe, conditioned.astype(np.float64))[:, other], read[0][:, other], atol=1e-3)
     both = MotionStream(net, rest, steps=2, seed=3, controls=Controls.parse("brow=1,smile=1,head_motion=1"))
     given = torch.isfinite(both._controls[0])
     assert given[:, br].all() and not given[:, hm].any() and not given[:, sm].any()
