@@ -173,11 +173,8 @@ class MotionStream:
         """Expression / behaviour controls from the next hop on (None or empty: the model's own choice).
         A network trained without controls ignores them (``controls_active`` is then False).
 
-        With control steering, ``head_motion`` and ``smile`` are met by steering alone and left out of the
-        network's conditioning (``STEERED_ONLY``): conditioned on head motion, the network turned the head aside
-        and the steering's gain, measured on that output, then lowered the motion; conditioned on a smile, it
-        turned the head aside as well, by up to 0.13 of the face width on an unseen portrait (docs/RESULTS.md,
-        "Head motion by steering alone", "The smile by steering alone")."""
+        With control steering, the controls of ``STEERED_ONLY`` (``head_motion``, ``smile``) are met by steering
+        alone and left out of the network's conditioning."""
         self.controls = controls if controls else None
         self._control_values = None if self.controls is None else self.controls.array()  # (2, K), NaN = absent
         values = self._control_values

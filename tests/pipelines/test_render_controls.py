@@ -11,7 +11,7 @@ import pytest
 from infp.audio.vad import frame_speech_prob
 from infp.constants import FPS, SPEECH_THRESHOLD
 from infp.errors import InfpError, NoFaceError, SettingsError
-from infp.io import read_audio, write_video, write_wav
+from infp.io import read_audio, read_dialogue, write_video, write_wav
 from infp.models.controls import CONTROL_NAMES, PRESETS, Controls
 from infp.pipelines.render import Pipeline, RenderSettings
 from infp.pipelines.style import STYLE_CONTROLS, style_from_video, video_levels
@@ -268,7 +268,6 @@ def test_a_smile_on_the_starter_weights_raises_the_mouth_corners_and_leaves_the_
     while listening, and the head faces where it faces without controls (conditioned on a smile, the network
     turned lp_s5's head aside by about 0.1 of the face width; the smile is now met by steering alone)."""
     from infp.face.expression import MEASURES, frame_measures, track_landmarks
-    from infp.io import read_dialogue
 
     pipe = Pipeline.from_pretrained()
     own, other = read_dialogue(samples / "audio" / "dialogue.flac")
