@@ -12,7 +12,8 @@ the gap directly in the latent space, as lip following does for the mouth:
   for speaking and listening frames (``ControlSteering``); a level control shifts the frame by the
   difference between its target (``control_lo`` + value x (``control_hi`` - ``control_lo``)) and that
   level, keeping the frame-to-frame motion; ``head_motion`` scales the head rotation's deviations from its
-  running mean by the ratio of the target spread to the running spread. That spread is measured as the
+  running mean by the ratio of the target spread to the running spread (below 1, it also scales the part of the
+  latent's deviation from its running mean that no probe reads, see ``UNREAD``). That spread is measured as the
   control's level is (``infp.face.expression.level``: within spans of ``LEVEL_SPAN`` frames of one kind),
   around a running mean of each kind (``NEAR_FRAMES``), and it starts from the output's own first frames (a
   corpus-typical spread weighs one frame). The latent moves along a
@@ -54,6 +55,13 @@ allowed; the squared typical spread is 10-20 times a steady head's, so even 10 f
 for seconds."""
 GAIN_RANGE = (0.25, 4.0)
 """Bounds of the head-motion gain."""
+UNREAD = True
+"""A head-motion gain below 1 also scales the part of the latent's deviation from its running mean that none of the
+probes reads (every probed measure and the held read-out keep their readings): the renderer turns the head along
+directions the rotation probes miss. On lp_s5's uncontrolled output the probed yaw and the rendered (face-mesh) yaw
+correlate at r = 0.16, and with the probed rotation scaled to 0.25 the rendered listening head motion stayed at
+0.0143 against 0.0222; the unread part scaled too brought it to 0.0107 with the smile unchanged (docs/RESULTS.md,
+"Calming the unread motion"). Above 1 that part is left as it is: it is not known to be head motion."""
 SPEECH_HANGOVER = 8
 """Frames (320 ms) a frame still counts as speaking after the own channel's last loud frame."""
 
@@ -122,7 +130,10 @@ class ControlSteering:
             w = np.concatenate([w, hold_probe[:-1].double().cpu().numpy()[None]])
             a = np.concatenate([a, hold_axis.double().cpu().numpy()[None]])
         # latent change that moves the probed measures by delta (6,) and the held one by 0: axis^T (W axis^T)^-1 delta
-        self.move = (a.T @ np.linalg.inv(w @ a.T))[:, : len(self.w)]  # (D, 6)
+        move = a.T @ np.linalg.inv(w @ a.T)
+        self.move = move[:, : len(self.w)]  # (D, 6)
+        # the part of a latent change that no read-out (probes, held one) sees: I - move W
+        self.unread = np.eye(len(a.T)) - move @ w  # (D, D)
         self.lo = lo.double().cpu().numpy()
         self.hi = hi.double().cpu().numpy()
         self.reset()
@@ -130,6 +141,7 @@ class ControlSteering:
     def reset(self) -> None:
         self.level: np.ndarray | None = None  # (2, 6) running level per kind (speak, listen)
         self.mean: np.ndarray | None = None  # (3,) running head rotation
+        self.mean_x: np.ndarray | None = None  # (D,) running latent, over the same frames as ``mean``
         self.frames = 0  # frames followed
         mid = float(np.mean([self.lo[CONTROL_NAMES.index("head_motion")], self.hi[CONTROL_NAMES.index("head_motion")]]))
         self.var = np.full(2, mid * mid)  # running squared spread of the rotation per kind, from a typical one
@@ -160,9 +172,11 @@ class ControlSteering:
             rot = p[list(ROTATION)]
             if self.level is None:
                 self.level, self.mean, self.near = np.stack([p, p]), rot.copy(), np.stack([rot, rot])
+                self.mean_x = x[i].copy()
             self.level += (member[:, None] / LEVEL_FRAMES) * (p - self.level)
             self.frames += 1
             self.mean += (rot - self.mean) / min(self.frames, MEAN_FRAMES)
+            self.mean_x += (x[i] - self.mean_x) / min(self.frames, MEAN_FRAMES)
             dev = rot - self.mean
             # spread of each kind around its own fast running mean, as a control level measures it within a
             # span; running averages over the frames seen so far until there are enough of them
@@ -174,6 +188,7 @@ class ControlSteering:
             if targets is None or strength <= 0 or not np.isfinite(targets).any():
                 continue
             delta = np.zeros((2, len(p)))
+            calm = np.zeros(2)  # per kind: how far the unread deviation is scaled down (gain - 1 below 1)
             for k in range(2):
                 for c, name in enumerate(CONTROL_NAMES):
                     if not np.isfinite(targets[k, c]):
@@ -184,8 +199,12 @@ class ControlSteering:
                     if name == "head_motion":
                         gain = np.clip(targets[k, c] / max(np.sqrt(self.var[k]), 1e-6), *GAIN_RANGE)
                         delta[k, list(ROTATION)] += (gain - 1.0) * dev
+                        calm[k] = min(gain - 1.0, 0.0) if UNREAD else 0.0
                     else:
                         j = MEASURES.index(name)
                         delta[k, j] += targets[k, c] - self.level[k, j]
-            x[i] += strength * (self.move @ (member @ delta))
+            change = self.move @ (member @ delta)
+            if calm.any():
+                change += (member @ calm) * (self.unread @ (x[i] - self.mean_x))
+            x[i] += strength * change
         return x

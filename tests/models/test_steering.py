@@ -134,6 +134,32 @@ def test_head_motion_scales_the_head_rotation_monotonically():
     assert rotation_spread(probe, x) == pytest.approx(rotation_spread(probe, steer.apply(x, loud, None)))
 
 
+def test_head_motion_below_the_own_spread_also_calms_what_no_probe_reads(monkeypatch):
+    """A latent direction that no probe reads (the renderer may turn the head along it): head_motion = 0 scales its
+    deviation down with the rotation's, and every probe reads what it read with the rotation steered alone; a gain
+    above 1 leaves that direction as it is."""
+    import infp.models.steering as steering_module
+
+    steer, probe = steering()
+    unseen = np.linalg.svd(probe[:, :-1])[2][-1]  # (D,): no probe reads it
+    assert np.abs(probe[:, :-1] @ unseen).max() < 1e-9
+    t = np.arange(400)
+    x = wobbling_latents() + 0.02 * np.sin(t / 9.0)[:, None] * unseen
+    loud = np.full(len(x), 0.1)
+    out = {}
+    for unread in (False, True):
+        monkeypatch.setattr(steering_module, "UNREAD", unread)
+        for v in (0.0, 1.0):
+            steer, _ = steering()
+            out[unread, v] = steer.apply(x, loud, controls(head_motion=v))
+    late = slice(200, None)
+    own = (x[late] @ unseen).std()
+    assert (out[True, 0.0][late] @ unseen).std() < 0.5 * own
+    assert (out[False, 0.0][late] @ unseen).std() > 0.9 * own  # the rotation alone steered: the direction kept
+    assert np.allclose(readings(probe, out[True, 0.0]), readings(probe, out[False, 0.0]), atol=1e-9)
+    assert np.allclose(out[True, 1.0], out[False, 1.0], atol=1e-12)
+
+
 def test_head_motion_meets_its_target_level_within_seconds():
     """The running spread starts from the output's own frames and is measured as a control level is (spans
     of LEVEL_SPAN frames): from the second span on, the steered head motion is at the target, not held back
