@@ -61,7 +61,7 @@ probes reads (every probed measure and the held read-out keep their readings): t
 directions the rotation probes miss. On lp_s5's uncontrolled output the probed yaw and the rendered (face-mesh) yaw
 correlate at r = 0.16, and with the probed rotation scaled to 0.25 the rendered listening head motion stayed at
 0.0143 against 0.0222; the unread part scaled too brought it to 0.0107 with the smile unchanged (docs/RESULTS.md,
-"Calming the unread motion"). Above 1 that part is left as it is: it is not known to be head motion."""
+"Calming the motion no probe reads"). Above 1 that part is left as it is: it is not known to be head motion."""
 SPEECH_HANGOVER = 8
 """Frames (320 ms) a frame still counts as speaking after the own channel's last loud frame."""
 

@@ -285,3 +285,30 @@ def test_a_smile_on_the_starter_weights_raises_the_mouth_corners_and_leaves_the_
         assert smiling > plain + 0.01, (plain, smiling)
     plain, smiling = (np.nanmean(m[:n, yaw]) for m in measured)
     assert abs(smiling - plain) < 0.04, (plain, smiling)
+
+
+@pytest.mark.slow
+def test_a_still_head_on_the_starter_weights_also_calms_the_motion_no_probe_reads(samples, monkeypatch):
+    """Real weights, lp_s5 and the sample dialogue: with head_motion = 0, calming the part of the motion that no
+    probe reads (``infp.models.steering.UNREAD``) leaves the rendered listening head stiller than steering the
+    probed rotation alone does (on lp_s5 the renderer turns the head along directions the rotation probes miss),
+    and the smile where it was."""
+    import infp.models.steering as steering
+    from infp.face.expression import CONTROL_NAMES as NAMES
+    from infp.face.expression import track_landmarks
+    from infp.pipelines.style import output_levels
+
+    pipe = Pipeline.from_pretrained()
+    own, other = read_dialogue(samples / "audio" / "dialogue.flac")
+    portrait = samples / "portraits" / "lp_s5.jpg"
+    pt = load_portrait(portrait, pipe.size)
+    speaking = frame_speech_prob(np.stack([own, other]))[:, 0] > SPEECH_THRESHOLD
+    levels = {}
+    for unread in (False, True):
+        monkeypatch.setattr(steering, "UNREAD", unread)
+        frames = pipe.render(portrait, own, other, settings=RenderSettings(controls=Controls.parse("head_motion=0")))
+        n = min(len(frames), len(speaking))
+        levels[unread] = output_levels(track_landmarks(frames[:n]), pt.landmarks, speaking[:n])[1]  # listening
+    motion, smile = NAMES.index("head_motion"), NAMES.index("smile")
+    assert levels[True][motion] < 0.85 * levels[False][motion], levels
+    assert abs(levels[True][smile] - levels[False][smile]) < 0.005, levels
