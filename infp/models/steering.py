@@ -140,8 +140,7 @@ class ControlSteering:
 
     def reset(self) -> None:
         self.level: np.ndarray | None = None  # (2, 6) running level per kind (speak, listen)
-        self.mean: np.ndarray | None = None  # (3,) running head rotation
-        self.mean_x: np.ndarray | None = None  # (D,) running latent, over the same frames as ``mean``
+        self.mean_x: np.ndarray | None = None  # (D,) running latent: its probe reading is the running head rotation
         self.frames = 0  # frames followed
         mid = float(np.mean([self.lo[CONTROL_NAMES.index("head_motion")], self.hi[CONTROL_NAMES.index("head_motion")]]))
         self.var = np.full(2, mid * mid)  # running squared spread of the rotation per kind, from a typical one
@@ -171,13 +170,11 @@ class ControlSteering:
             p = self.w @ x[i] + self.b
             rot = p[list(ROTATION)]
             if self.level is None:
-                self.level, self.mean, self.near = np.stack([p, p]), rot.copy(), np.stack([rot, rot])
-                self.mean_x = x[i].copy()
+                self.level, self.near, self.mean_x = np.stack([p, p]), np.stack([rot, rot]), x[i].copy()
             self.level += (member[:, None] / LEVEL_FRAMES) * (p - self.level)
             self.frames += 1
-            self.mean += (rot - self.mean) / min(self.frames, MEAN_FRAMES)
             self.mean_x += (x[i] - self.mean_x) / min(self.frames, MEAN_FRAMES)
-            dev = rot - self.mean
+            dev = rot - (self.w[list(ROTATION)] @ self.mean_x + self.b[list(ROTATION)])
             # spread of each kind around its own fast running mean, as a control level measures it within a
             # span; running averages over the frames seen so far until there are enough of them
             self.seen += member

@@ -262,17 +262,23 @@ def test_the_live_demo_fits_a_style_video_on_the_sample_dialogue(monkeypatch, sa
     assert started["served"] and started["settings"].controls.listen  # the style's controls reach the page's session
 
 
+@pytest.fixture(scope="module")
+def starter_on_lp_s5(samples):
+    """The starter pipeline, lp_s5, the sample dialogue (own, other) and its own channel's speech per frame."""
+    pipe = Pipeline.from_pretrained()
+    own, other = read_dialogue(samples / "audio" / "dialogue.flac")
+    speaking = frame_speech_prob(np.stack([own, other]))[:, 0] > SPEECH_THRESHOLD
+    return pipe, samples / "portraits" / "lp_s5.jpg", own, other, speaking
+
+
 @pytest.mark.slow
-def test_a_smile_on_the_starter_weights_raises_the_mouth_corners_and_leaves_the_head_facing_as_before(samples):
+def test_a_smile_on_the_starter_weights_raises_the_mouth_corners_and_leaves_the_head_facing_as_before(starter_on_lp_s5):
     """Real weights, an unseen portrait and the sample dialogue: smile = 1 lifts the mouth corners while speaking and
     while listening, and the head faces where it faces without controls (conditioned on a smile, the network
     turned lp_s5's head aside by about 0.1 of the face width; the smile is now met by steering alone)."""
     from infp.face.expression import MEASURES, frame_measures, track_landmarks
 
-    pipe = Pipeline.from_pretrained()
-    own, other = read_dialogue(samples / "audio" / "dialogue.flac")
-    portrait = samples / "portraits" / "lp_s5.jpg"
-    speaking = frame_speech_prob(np.stack([own, other]))[:, 0] > SPEECH_THRESHOLD
+    pipe, portrait, own, other, speaking = starter_on_lp_s5
     measured = []
     for ctl in (Controls(), Controls.parse("smile=1")):
         frames = pipe.render(portrait, own, other, settings=RenderSettings(controls=ctl))
@@ -288,27 +294,23 @@ def test_a_smile_on_the_starter_weights_raises_the_mouth_corners_and_leaves_the_
 
 
 @pytest.mark.slow
-def test_a_still_head_on_the_starter_weights_also_calms_the_motion_no_probe_reads(samples, monkeypatch):
+def test_a_still_head_on_the_starter_weights_also_calms_the_motion_no_probe_reads(starter_on_lp_s5, monkeypatch):
     """Real weights, lp_s5 and the sample dialogue: with head_motion = 0, calming the part of the motion that no
     probe reads (``infp.models.steering.UNREAD``) leaves the rendered listening head stiller than steering the
     probed rotation alone does (on lp_s5 the renderer turns the head along directions the rotation probes miss),
     and the smile where it was."""
     import infp.models.steering as steering
-    from infp.face.expression import CONTROL_NAMES as NAMES
     from infp.face.expression import track_landmarks
     from infp.pipelines.style import output_levels
 
-    pipe = Pipeline.from_pretrained()
-    own, other = read_dialogue(samples / "audio" / "dialogue.flac")
-    portrait = samples / "portraits" / "lp_s5.jpg"
+    pipe, portrait, own, other, speaking = starter_on_lp_s5
     pt = load_portrait(portrait, pipe.size)
-    speaking = frame_speech_prob(np.stack([own, other]))[:, 0] > SPEECH_THRESHOLD
     levels = {}
     for unread in (False, True):
         monkeypatch.setattr(steering, "UNREAD", unread)
         frames = pipe.render(portrait, own, other, settings=RenderSettings(controls=Controls.parse("head_motion=0")))
         n = min(len(frames), len(speaking))
         levels[unread] = output_levels(track_landmarks(frames[:n]), pt.landmarks, speaking[:n])[1]  # listening
-    motion, smile = NAMES.index("head_motion"), NAMES.index("smile")
+    motion, smile = CONTROL_NAMES.index("head_motion"), CONTROL_NAMES.index("smile")
     assert levels[True][motion] < 0.85 * levels[False][motion], levels
     assert abs(levels[True][smile] - levels[False][smile]) < 0.005, levels
