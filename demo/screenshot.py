@@ -3,7 +3,9 @@
     python demo/screenshot.py [--out docs/images/demo_page.png] [--seconds 8] [--height 900] [-- extra infp demo options]
 
 Starts `infp demo` on a free port, opens the page, lets the user's voice (hallo_3) play through the
-fake microphone, starts the agent's voice (ditto.flac) and takes the picture while both talk.
+fake microphone, starts the agent's voice (ditto.flac) and takes the picture while both talk. Prints the page's
+frame rate at the end (its last 2 s) and over every 2-s window of the session: the figure to judge the live
+demo's speed by, with the browser on the same cores.
 """
 
 from __future__ import annotations
@@ -31,13 +33,20 @@ async def shoot(url: str, mic: Path, out: Path, seconds: float, height: int = 90
         await asyncio.sleep(1.0)
         await page.evaluate("""(() => { for (const o of document.getElementById('files').options)
             o.selected = (o.value === 'ditto.flac'); document.getElementById('play').click(); return 1; })()""")
-        await asyncio.sleep(seconds)
+        # the page's frame rate over each 2-s window of the session (demo.stats().fps counts the last 2 s)
+        rates, end = [], asyncio.get_running_loop().time() + seconds
+        while (left := end - asyncio.get_running_loop().time()) > 0:
+            await asyncio.sleep(min(2.0, left))
+            if left >= 2.0:
+                rates.append(await page.evaluate("demo.stats().fps"))
         try:  # both voices on the meters, if the two still overlap
             await page.wait_for("demo.stats().states.slice(-1)[0].state === 'both'", timeout=20, interval=0.05)
         except TimeoutError:
             pass
         await page.screenshot(out)
-        return await page.evaluate("demo.stats()")
+        stats = await page.evaluate("demo.stats()")
+        stats["window_fps"] = rates
+        return stats
 
 
 def main() -> None:
@@ -66,6 +75,10 @@ def main() -> None:
     print(f"wrote {args.out}: page {stats['fps']:.1f} fps, latency p50/p95 {stats['latencyP50']:.0f}/"
           f"{stats['latencyP95']:.0f} ms; server {srv.get('size')}x{srv.get('size')}, {srv.get('steps')} steps"
           f"{', ' + srv['note'] if srv.get('note') else ''}")
+    rates = stats["window_fps"][2:]  # the first 4 s: the agent's voice starting, the quality ladder settling
+    if rates:
+        print(f"page fps over the session's 2-s windows after the first 4 s: mean {np.mean(rates):.1f}, "
+              f"min {np.min(rates):.1f}, max {np.max(rates):.1f} ({len(rates)} windows)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ const demo = {
   started: false, busy: false, error: null,
   frames: new Map(),        // k -> {meta, bitmap}
   shownK: -1, shownAt: [],  // context times at which a new frame was drawn
+  metaK: -1, statsShownAt: 0,  // the frame whose meters and state are shown; when the figures were last shown
   latencies: [],            // ms, frames with a picture, the last 250
   avOffsets: [],            // ms, presentation position minus the drawn frame's time
   received: 0, lateOnPage: 0, framesWithPicture: 0, audioLate: 0, audioChunks: 0,
@@ -222,13 +223,19 @@ function onAgentAudio(header, buf, offset) {
   }
 }
 
+// The page is redrawn at the display's rate; the DOM is touched only where a value changed, so that the
+// browser does not lay out and paint text and meters 60 times a second on the cores that render the avatar.
+function setText(id, text) { const el = $(id); if (el.textContent !== text) el.textContent = text; }
+
 function setMeter(which, level, vad) {
-  const pctw = Math.max(0, Math.min(100, (level + 60) / 60 * 100));
-  $(`lvl-${which}`).style.width = `${pctw}%`;
+  const pctw = `${Math.max(0, Math.min(100, (level + 60) / 60 * 100)).toFixed(0)}%`;
+  const bar = $(`lvl-${which}`);
+  if (bar.style.width !== pctw) bar.style.width = pctw;
   const el = $(`vad-${which}`);
   const on = vad > 0.5;
-  el.textContent = on ? `speech ${vad.toFixed(2)}` : `silent ${vad.toFixed(2)}`;
-  el.className = `vad ${which}${on ? ' on' : ''}`;
+  setText(`vad-${which}`, on ? `speech ${vad.toFixed(2)}` : `silent ${vad.toFixed(2)}`);
+  const cls = `vad ${which}${on ? ' on' : ''}`;
+  if (el.className !== cls) el.className = cls;
 }
 
 function draw() {
@@ -264,7 +271,8 @@ function draw() {
   for (const key of [...demo.frames.keys()]) {
     if (key < k) { const e = demo.frames.get(key); if (e.bitmap) e.bitmap.close(); demo.frames.delete(key); }
   }
-  if (meta) {
+  if (meta && meta.k !== demo.metaK) {
+    demo.metaK = meta.k;
     setMeter('self', meta.level[0], meta.vad[0]);
     setMeter('other', meta.level[1], meta.vad[1]);
     const st = $('state');
@@ -275,12 +283,15 @@ function draw() {
       if (demo.states.length > 500) demo.states.shift();
     }
   }
+  const now = performance.now();
+  if (now - demo.statsShownAt < 250) return;  // the figures, four times a second
+  demo.statsShownAt = now;
   const s = demo.stats();
-  $('fps').textContent = s.fps.toFixed(1);
-  $('latency').textContent = s.latencyP50 == null ? '–' : `${s.latencyP50.toFixed(0)} / ${s.latencyP95.toFixed(0)} ms`;
+  setText('fps', s.fps.toFixed(1));
+  setText('latency', s.latencyP50 == null ? '–' : `${s.latencyP50.toFixed(0)} / ${s.latencyP95.toFixed(0)} ms`);
   const srv = demo.server;
-  $('drops').textContent = `${srv ? srv.dropped + srv.late : 0} / ${demo.lateOnPage}`;
-  $('avoffset').textContent = s.avOffsetMs == null ? '–' : `${s.avOffsetMs.toFixed(0)} ms (frame behind audio)`;
+  setText('drops', `${srv ? srv.dropped + srv.late : 0} / ${demo.lateOnPage}`);
+  setText('avoffset', s.avOffsetMs == null ? '–' : `${s.avOffsetMs.toFixed(0)} ms (frame behind audio)`);
 }
 
 function reportStats() {
