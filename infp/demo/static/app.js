@@ -225,7 +225,7 @@ function onAgentAudio(header, buf, offset) {
 
 // The page is redrawn at the display's rate; the DOM is touched only where a value changed, so that the
 // browser does not lay out and paint text and meters 60 times a second on the cores that render the avatar.
-function setText(id, text) { const el = $(id); if (el.textContent !== text) el.textContent = text; }
+function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
 
 function setMeter(which, level, vad) {
   const pctw = `${Math.max(0, Math.min(100, (level + 60) / 60 * 100)).toFixed(0)}%`;
@@ -233,7 +233,7 @@ function setMeter(which, level, vad) {
   if (bar.style.width !== pctw) bar.style.width = pctw;
   const el = $(`vad-${which}`);
   const on = vad > 0.5;
-  setText(`vad-${which}`, on ? `speech ${vad.toFixed(2)}` : `silent ${vad.toFixed(2)}`);
+  setText(el, on ? `speech ${vad.toFixed(2)}` : `silent ${vad.toFixed(2)}`);
   const cls = `vad ${which}${on ? ' on' : ''}`;
   if (el.className !== cls) el.className = cls;
 }
@@ -287,11 +287,11 @@ function draw() {
   if (now - demo.statsShownAt < 250) return;  // the figures, four times a second
   demo.statsShownAt = now;
   const s = demo.stats();
-  setText('fps', s.fps.toFixed(1));
-  setText('latency', s.latencyP50 == null ? '–' : `${s.latencyP50.toFixed(0)} / ${s.latencyP95.toFixed(0)} ms`);
+  setText($('fps'), s.fps.toFixed(1));
+  setText($('latency'), s.latencyP50 == null ? '–' : `${s.latencyP50.toFixed(0)} / ${s.latencyP95.toFixed(0)} ms`);
   const srv = demo.server;
-  setText('drops', `${srv ? srv.dropped + srv.late : 0} / ${demo.lateOnPage}`);
-  setText('avoffset', s.avOffsetMs == null ? '–' : `${s.avOffsetMs.toFixed(0)} ms (frame behind audio)`);
+  setText($('drops'), `${srv ? srv.dropped + srv.late : 0} / ${demo.lateOnPage}`);
+  setText($('avoffset'), s.avOffsetMs == null ? '–' : `${s.avOffsetMs.toFixed(0)} ms (frame behind audio)`);
 }
 
 function reportStats() {
