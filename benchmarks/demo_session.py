@@ -38,7 +38,7 @@ from infp.demo.simulate import simulate
 from infp.eval.dialogue import DURATION, SCHEDULE, compose
 from infp.paths import REPO_ROOT
 from infp.pipelines.render import Pipeline, RenderSettings
-from infp.runtime.backends import BACKENDS
+from infp.runtime.backends import BACKENDS, MOTION_THREADS, set_motion_threads
 
 SAMPLES = REPO_ROOT / "data" / "samples"
 
@@ -197,6 +197,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="of the stage-1 renderer")
     ap.add_argument("--backend", choices=BACKENDS, default="torch", help="runtime of the stage-1 renderer")
+    ap.add_argument("--motion-threads", type=int, default=MOTION_THREADS,
+                    help="torch threads beside a renderer on openvino / onnxruntime (0: --threads), as infp demo")
     ap.add_argument("--portrait", type=Path, default=SAMPLES / "portraits" / "lp_s1.jpg")
     ap.add_argument("--no-record", action="store_true", help="do not record (no mp4 drift figures)")
     ap.add_argument("--onsets", type=int, default=8, help="user onsets checked for the face's reaction")
@@ -209,6 +211,7 @@ def main() -> None:
     n = int(seconds * SAMPLE_RATE)
     own, other = np.tile(own, reps)[:n], np.tile(other, reps)[:n]
     pipe = Pipeline.from_pretrained(args.weights, precision=args.precision, backend=args.backend)
+    motion_threads = set_motion_threads(args.backend, args.threads, args.motion_threads)
     rss0 = rss_mb()
     sampler = RssSampler()
     sessions: list = []
@@ -241,7 +244,8 @@ def main() -> None:
               "reaction_face": {"onsets": face["onsets"],
                                 "motion_s": _summary(face["motion_s"]), "picture_s": _summary(face["picture_s"])},
               "presentation_offset_ms": {"first_minute_p50_p95": first, "last_minute_p50_p95": last},
-              "recording_drift": drift, "threads": args.threads, "batch": args.batch}
+              "recording_drift": drift, "threads": args.threads,
+              "motion_threads": motion_threads, "batch": args.batch}
     lat = rep["latency_ms"]
     print(f"\nsimulated session of {args.minutes:g} min ({rep['duration_s']:.0f} s, wall {rep['wall_s']:.0f} s), "
           f"start {live.levels[0]}, batch {args.batch}, delay {args.delay_ms:.0f} ms")

@@ -32,6 +32,7 @@ def _quiet_native_logs() -> None:
 # The render limits (infp.constants) are the ones RenderSettings checks again for API callers.
 MIN_CLIP_SECONDS = 2.0  # PrepareConfig.min_clip_seconds: a shorter segment is merged into its neighbour
 BACKENDS = ("torch", "onnxruntime", "openvino")  # infp.runtime.backends.BACKENDS, without importing torch here
+MOTION_THREADS = 1  # infp.runtime.backends.MOTION_THREADS
 
 
 def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
@@ -367,6 +368,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from infp.io import read_dialogue
     from infp.paths import REPO_ROOT
     from infp.pipelines.render import Pipeline, RenderSettings, check_dialogue
+    from infp.runtime.backends import set_motion_threads
 
     torch.set_num_threads(args.threads)
     portrait = args.portrait or REPO_ROOT / "data" / "samples" / "portraits" / "lp_s1.jpg"
@@ -387,7 +389,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         check_dialogue(own, other, args.audio or args.self_audio)
     elif args.record is not None or args.self_audio is not None or args.other_audio is not None or args.audio is not None:
         raise InfpError("--self/--other/--audio/--record go with --simulate; on the page, choose the agent's voice and press Record")
-    pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision, _backend(args))
+    backend = _backend(args)
+    pipe = Pipeline.from_pretrained(args.checkpoint, args.device, args.precision, backend)
+    set_motion_threads(backend, args.threads, args.motion_threads)
     if args.size is not None and (args.size > pipe.size or args.size % 16):
         raise InfpError(f"--size must be a multiple of 16 and at most the checkpoint's {pipe.size}")
     controls, given, control_scale, style = _render_controls(args, pipe)
@@ -626,7 +630,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--self-channel", type=int, default=0, choices=(0, 1), help="which channel of --audio is the agent")
     p.add_argument("--record", type=Path, default=None, help="--simulate: save the session as this .mp4 (both voices)")
     p.add_argument("--report", type=Path, default=None, help="--simulate: figures as JSON (default: beside --record)")
-    p.add_argument("--threads", type=int_range(1, 1024), default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=int_range(1, 1024), default=2, help="CPU threads of the renderer (and of torch)")
+    p.add_argument("--motion-threads", type=int_range(0, 1024), default=MOTION_THREADS,
+                   help="torch CPU threads of motion generation and voice activity when the renderer runs on "
+                        "openvino or onnxruntime, which keep --threads of their own (0: --threads; default "
+                        f"{MOTION_THREADS}: motion generation's many small operations lose more than they gain by "
+                        "sharing two cores with the renderer and a browser)")
     _add_renderer_args(p, backend="auto")
     _add_control_args(p)
     p.add_argument("--quiet", action="store_true")

@@ -52,6 +52,7 @@ BAD_OPTIONS = [
     (["demo", "--port", "65536"], "--port"),
     (["demo", "--port", "-1"], "--port"),
     (["demo", "--threads", "0"], "--threads"),
+    (["demo", "--motion-threads", "-1"], "--motion-threads"),
     (["demo", "--size", "0"], "--size"),
     (["prepare", "m.yaml", "out", "--clip-seconds", "-1"], "--clip-seconds"),
     (["prepare", "m.yaml", "out", "--clip-seconds", "0.5"], "--clip-seconds"),

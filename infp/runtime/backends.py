@@ -61,6 +61,22 @@ def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
         else "torch"
 
 
+MOTION_THREADS = 1
+"""torch's CPU threads beside a renderer on its own runtime (``set_motion_threads``)."""
+
+
+def set_motion_threads(backend: str, threads: int, motion_threads: int = MOTION_THREADS) -> int:
+    """torch's CPU threads once the renderer is built; returns them.
+
+    A renderer on ``onnxruntime`` or ``openvino`` keeps the pool of ``threads`` it was built with, and torch then runs
+    only motion generation and voice activity: many small operations that lose more waiting on each other than they
+    gain on two cores shared with the renderer and a browser (docs/RESULTS.md, "The live demo at 256² with a browser").
+    They get ``motion_threads`` (0: ``threads``). With the renderer in torch, both share ``threads``."""
+    n = threads if backend == "torch" or not motion_threads else motion_threads
+    torch.set_num_threads(n)
+    return n
+
+
 def _require(package: str, what: str):
     """The imported package, or InfpError saying that ``what`` needs it and how to install it."""
     try:

@@ -1,12 +1,15 @@
 """`infp demo --simulate`: the live loop paced in real time from files, recorded with both voices."""
 
+import importlib.util
 import json
 import math
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+from infp.cli import main
 from infp.io import probe, read_audio, read_frames
 
 
@@ -51,3 +54,37 @@ def test_simulate_errors_are_one_line(tmp_path, tiny_weights, voices):
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("infp: error:") and needle in lines[0], res.stderr
     assert not list(tmp_path.iterdir())
+
+
+class _Started(Exception):
+    """Raised by the stand-in session once it has seen how the threads were set."""
+
+
+@pytest.mark.parametrize("backend,motion_threads,torch_threads", [("openvino", "1", 1), ("openvino", "0", 2),
+                                                                  ("torch", "1", 2)])
+def test_motion_generation_gets_its_own_thread_count_beside_an_exported_renderer(
+        monkeypatch, tmp_path, tiny_weights, voices, backend, motion_threads, torch_threads):
+    """With the renderer on OpenVINO (its own pool of --threads), torch keeps --motion-threads for motion generation
+    and voice activity; with the renderer in torch both share --threads."""
+    if backend == "openvino" and not all(importlib.util.find_spec(p) for p in ("onnx", "openvino")):
+        pytest.skip("needs onnx, openvino")
+    import torch
+
+    import infp.demo.simulate
+
+    seen = {}
+
+    def session(pipe, *args, **kwargs):
+        seen.update(torch=torch.get_num_threads(), renderer=pipe.stage1.threads, backend=pipe.stage1.backend)
+        raise _Started
+
+    monkeypatch.setattr(infp.demo.simulate, "simulate", session)
+    monkeypatch.setenv("INFP_CACHE", str(tmp_path / "cache"))
+    before = torch.get_num_threads()
+    try:
+        with pytest.raises(_Started):
+            main(["demo", "--simulate", "--self", str(voices["dir"] / "agent.wav"), "--checkpoint", str(tiny_weights),
+                  "--backend", backend, "--threads", "2", "--motion-threads", motion_threads, "--quiet"])
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"torch": torch_threads, "renderer": 2, "backend": backend}

@@ -136,9 +136,9 @@ def test_unknown_backend_and_unsupported_combinations(nets):
         Stage1Runner(nets["v2"], backend="tensorrt")
     with pytest.raises(ValueError, match="fp32 only"):
         Stage1Runner(nets["v2"], precision="bf16", backend="onnxruntime")
-    from infp.cli import BACKENDS
+    from infp.cli import BACKENDS, MOTION_THREADS
 
-    assert BACKENDS == backends.BACKENDS
+    assert BACKENDS == backends.BACKENDS and MOTION_THREADS == backends.MOTION_THREADS
 
 
 @pytest.mark.parametrize("backend,package", [("onnxruntime", "onnxruntime"), ("openvino", "openvino"), ("openvino", "onnx")])
