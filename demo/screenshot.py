@@ -4,8 +4,8 @@
 
 Starts `infp demo` on a free port, opens the page, lets the user's voice (hallo_3) play through the
 fake microphone, starts the agent's voice (ditto.flac) and takes the picture while both talk. Prints the page's
-frame rate at the end (its last 2 s) and over every 2-s window of the session: the figure to judge the live
-demo's speed by, with the browser on the same cores.
+frame rate at the end (its last 2 s) and over every 2-s window of the session (and per minute of a longer one): the
+figure to judge the live demo's speed by, with the browser on the same cores.
 """
 
 from __future__ import annotations
@@ -75,10 +75,16 @@ def main() -> None:
     print(f"wrote {args.out}: page {stats['fps']:.1f} fps, latency p50/p95 {stats['latencyP50']:.0f}/"
           f"{stats['latencyP95']:.0f} ms; server {srv.get('size')}x{srv.get('size')}, {srv.get('steps')} steps"
           f"{', ' + srv['note'] if srv.get('note') else ''}")
+    if srv.get("frames"):
+        print(f"server: {srv['delivered']} of {srv['frames']} frames delivered, {srv['dropped']} not rendered to stay on "
+              f"time, {srv['late']} late")
     rates = stats["window_fps"][2:]  # the first 4 s: the agent's voice starting, the quality ladder settling
     if rates:
         print(f"page fps over the session's 2-s windows after the first 4 s: mean {np.mean(rates):.1f}, "
               f"min {np.min(rates):.1f}, max {np.max(rates):.1f} ({len(rates)} windows)")
+    per_minute = [float(np.mean(stats["window_fps"][i:i + 30])) for i in range(0, len(stats["window_fps"]) - 29, 30)]
+    if len(per_minute) > 1:
+        print("page fps per minute: " + ", ".join(f"{r:.1f}" for r in per_minute))
 
 
 if __name__ == "__main__":

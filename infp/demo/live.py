@@ -88,7 +88,8 @@ class LiveSession:
         self.events = ConversationEvents()
         self.event_log: list[dict] | None = [] if keep_records else None
         self._ingest_lock = threading.Lock()  # the agent's voice is read and cleared on one clock
-        self.stats = LiveStats(self.session.hop_s, keep_records)
+        self.stats = LiveStats(1.0 / FPS, keep_records)
+        self._busy_carry = 0.0  # compute time of generator steps that let out no frame, not yet reported
         self.recorder: SessionRecorder | None = None
         self.error: BaseException | None = None
         self._worker = _Worker(self)
@@ -266,12 +267,18 @@ class LiveSession:
     # -- called by the worker -----------------------------------------------------------------------
     def _hop(self, frames) -> None:
         t0 = time.perf_counter()
-        late = 0
+        late = n = 0
         for f in frames:
             self._emit(f)
             late += int(not f.info.get("delivered", False))
-        self.stats.hop_busy.append((time.perf_counter() - t0, late))
-        move = self.quality.after_hop(self.stats.hop_busy, self.session.hop_s, self.session.window)
+            n += 1
+        busy = self._busy_carry + time.perf_counter() - t0
+        if n == 0:  # work that let out no frame yet (a hop's motion, its frames waiting for audio): counted with the next
+            self._busy_carry = busy
+            return
+        self._busy_carry = 0.0
+        self.stats.hop_busy.append((busy, late, n))
+        move = self.quality.after_hop(self.stats.hop_busy, 1.0 / FPS)
         if move is not None:
             self._change(*move)
 

@@ -14,12 +14,14 @@ from infp.runtime.streaming import StreamFrame
 class LiveStats:
     """Counters and rolling figures of a live session (thread-safe enough for reporting)."""
 
-    def __init__(self, hop_s: float, keep_records: bool = False) -> None:
-        self.hop_s = hop_s  # seconds of audio per hop: a hop's compute time over this is the load
+    def __init__(self, frame_s: float, keep_records: bool = False) -> None:
+        self.frame_s = frame_s  # seconds per frame: a step's compute time over its frames' duration is the load
         self.frames = self.delivered = self.dropped = self.late = 0
         self.latency = deque(maxlen=250)  # seconds, the last 10 s of delivered frames
         self.delivered_at = deque(maxlen=200)  # wall times of recent delivered frames
-        self.hop_busy = deque(maxlen=25)  # (hop compute seconds, frames dropped in it)
+        # (compute seconds, frames not delivered, frames) per step of the generator: a hop, or a frame as soon as
+        # its audio allows; enough for the quality ladder's 2 s at one frame per step
+        self.hop_busy = deque(maxlen=100)
         self.render_ms = deque(maxlen=100)
         self.keep_records = keep_records
         # per-frame records for reports (index, state, arrival of its audio, ready time, latency, delivered)
@@ -57,5 +59,6 @@ class LiveStats:
                 "fps": round(self.fps(now), 1),
                 "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
                                "p95": round(float(np.percentile(lat, 95)), 1) if len(lat) else None},
-                "load": round(sum(b for b, _ in busy) / (len(busy) * self.hop_s), 2) if busy else None,
+                "load": round(sum(b for b, _, _ in busy) / (sum(n for _, _, n in busy) * self.frame_s), 2)
+                if busy and any(n for _, _, n in busy) else None,
                 "render_ms": round(float(np.mean(list(self.render_ms))), 1) if self.render_ms else None}

@@ -92,7 +92,7 @@ def test_quality_steps_down_when_frames_are_late(pipe, samples, voices):
     seen = []
     live = LiveSession(pipe, portraits_for(samples / "portraits" / "lp_s1.jpg", levels), levels, RenderSettings(steps=2),
                        delay=0.1, sink=seen.append)
-    _run_realtime(live, voices["user"][:64000])
+    _run_realtime(live, np.concatenate([voices["user"], voices["agent"]]))  # 8 s: the first 2 s are not judged
     assert live.level_index >= 1 and "did not keep up" in live.note
     sizes = [f.image.shape[0] for f in seen if f.image is not None]
     assert sizes[0] == 64 and sizes[-1] < 64
@@ -157,7 +157,7 @@ def test_quality_steps_back_up_when_the_cpu_has_room(pipe, samples, voices):
                        delay=0.6)
     live._change(1, "a test asked for it")
     assert live.level.size == 48 and "a test asked for it" in live.note
-    live.quality.up_after = 8  # hops
+    live.quality.up_after = 1.28  # seconds of frames
     _run_realtime(live, voices["user"][:48000])
     assert live.level_index == 0 and live.note == ""
     assert [c["size"] for c in live.changes] == [48, 64] and live.changes[-1]["why"] == "the CPU has room again"
@@ -176,3 +176,48 @@ def test_a_step_up_that_stays_below_the_best_level_says_so():
                       "has room again")
     q.move(0, "the CPU has room again", 60.0)
     assert q.note == ""
+
+
+def _ladder_run(q, frames: int, per_step: int, late_every: int = 0, load: float = 0.5):
+    """Feed ``frames`` frames to ``q`` in generator steps of ``per_step`` frames (every ``late_every``-th frame not
+    delivered, compute ``load`` of real time); (frames fed, move) at the first move, or (frames, None)."""
+    from collections import deque
+
+    steps, frame_s = deque(maxlen=100), 0.04
+    for first in range(0, frames, per_step):
+        idx = range(first, first + per_step)
+        late = sum(1 for i in idx if late_every and i % late_every == late_every - 1)
+        steps.append((load * per_step * frame_s, late, per_step))
+        move = q.after_hop(steps, frame_s)
+        if move is not None:
+            return first + per_step, move
+    return frames, None
+
+
+@pytest.mark.parametrize("per_step", [1, 4])
+def test_the_quality_ladder_judges_frames_and_seconds_whatever_the_generator_steps(per_step):
+    """The live generator lets out each frame as soon as its audio allows (one frame per step) or a hop of 4 at once:
+    the ladder steps down after 2 s with a fifth of the frames late, or with the load above real time (the session's
+    first 2 s are not judged), and not for a twelfth late at 0.97 of real time; it steps back up after 20 s of frames
+    with room, and a step down after a step up doubles that wait."""
+    from infp.demo.quality import QualityLadder
+
+    def ladder():
+        return QualityLadder([Level(256, 6), Level(224, 6), Level(192, 6)])
+
+    at, move = _ladder_run(ladder(), 500, per_step, late_every=5)
+    assert at == 100  # the first judgement: 2 s of frames after the session's first 2 s
+    assert move[0] == 1 and move[1].startswith("256x256, 6 diffusion steps did not keep up on this CPU (")
+    share = int(move[1].split("(")[1].split("%")[0])
+    assert 20 <= share <= 21 and move[1].endswith("of frames late, load 0.50)")  # 10 of 50 frames, or 11 of 52
+    at, move = _ladder_run(ladder(), 500, per_step, load=1.03)
+    assert move is not None and move[0] == 1 and "(0% of frames late, load 1.03)" in move[1] and at == 100
+    assert _ladder_run(ladder(), 500, per_step, late_every=12, load=0.97)[1] is None  # 20 s: stays
+    q = ladder()
+    q.move(1, "a test asked for it", 0.0)
+    at, move = _ladder_run(q, 1000, per_step, load=0.3)
+    assert move == (0, "the CPU has room again") and at == 500  # 20 s of frames with room
+    q.move(0, move[1], 20.0)
+    assert _ladder_run(q, 100, per_step, load=1.03)[1][0] == 1  # the step up did not hold
+    q.move(1, "again", 24.0)
+    assert _ladder_run(q, 996, per_step, load=0.3)[1] is None  # it waits 40 s now
