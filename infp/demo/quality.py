@@ -22,7 +22,7 @@ DOWN_LATE_SHARE = 0.15
 
 DOWN_LOAD = 1.0
 """...or when making them took longer than their duration. A level that takes 0.9-0.97 of real time with a browser
-on the same two cores still delivers 99 % of its frames: lateness, measured, is what steps down."""
+on the same two cores still delivers about 98 % of its frames: lateness, measured, is what steps down."""
 
 UP_LOAD = 0.55
 """Frames count as having room when none was late and the load's running mean is below this."""
@@ -65,9 +65,10 @@ class QualityLadder:
     audio allows); every step reports its compute time, its frames and how many of them were not delivered,
     and the ladder judges frames and seconds, whatever the steps. Down one level when, over the last
     ``JUDGE_S`` seconds of frames, more than ``DOWN_LATE_SHARE`` of them were late or making them took more
-    than ``DOWN_LOAD`` of their duration (the first ``START_S`` of a session are not judged). Up one level after ``up_after`` seconds of frames (20 s at first)
-    without a late frame and with the load below ``UP_LOAD``; every step back down after a step up doubles
-    that wait, so a machine that cannot hold the better level does not oscillate.
+    than ``DOWN_LOAD`` of their duration; the first ``START_S`` of a session are not judged. Up one level
+    after ``up_after`` seconds of frames (20 s at first) without a late frame and with the load below
+    ``UP_LOAD``; every step back down after a step up doubles that wait, so a machine that cannot hold the
+    better level does not oscillate.
     """
 
     def __init__(self, levels: list[Level]) -> None:
