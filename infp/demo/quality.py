@@ -21,7 +21,7 @@ DOWN_LATE_SHARE = 0.15
 """Step down when more than this share of the judged frames were late or not rendered..."""
 
 DOWN_LOAD = 1.0
-"""...or when making them took longer than their duration. A level that takes 0.9-0.97 of real time with a browser
+"""...or when making them took longer than their duration. A level that takes about 0.95 of real time with a browser
 on the same two cores still delivers about 98 % of its frames: lateness, measured, is what steps down."""
 
 UP_LOAD = 0.55
