@@ -58,6 +58,9 @@ def test_page_shows_the_avatar_listening_then_speaking(demo_server, mic_wav, tmp
             # frames arrive and are drawn
             await page.wait_for("demo.stats().framesWithPicture > 10 && demo.stats().shownFrame > 0", timeout=60)
             assert await page.evaluate("demo.stats().micOk") is True
+            # the microphone's clock starts once the session is set up (its first 40 ms chunk may begin before hello)
+            first = await page.evaluate("demo.stats()")
+            assert first["helloAt"] is not None and first["T0"] >= first["helloAt"] - 0.045, first
             # the fake microphone talks: the avatar listens
             await page.wait_for("demo.stats().states.some(s => s.state === 'listening')", timeout=30)
             # the agent's file plays: its voice comes back and the avatar speaks

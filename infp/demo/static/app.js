@@ -11,13 +11,14 @@ const $ = (id) => document.getElementById(id);
 
 const demo = {
   info: null, ws: null, ctx: null, T0: null, delay: 0.25, fps: 25, rate: 16000,
-  started: false, busy: false, error: null,
+  started: false, busy: false, error: null, live: false,  // live: the server said hello (the session is set up)
   frames: new Map(),        // k -> {meta, bitmap}
   shownK: -1, shownAt: [],  // context times at which a new frame was drawn
   metaK: -1, statsShownAt: 0,  // the frame whose meters and state are shown; when the figures were last shown
   latencies: [],            // ms, frames with a picture, the last 250
   avOffsets: [],            // ms, presentation position minus the drawn frame's time
   received: 0, lateOnPage: 0, framesWithPicture: 0, audioLate: 0, audioChunks: 0,
+  helloAt: null,            // context time at which the server's hello came (the session was set up)
   states: [],               // [{state, t}] transitions of the presented state
   server: null,             // last server stats
   micOk: null,
@@ -44,6 +45,7 @@ demo.stats = function () {
   return {
     started: demo.started, busy: demo.busy, error: demo.error, micOk: demo.micOk,
     received: demo.received, framesWithPicture: demo.framesWithPicture, lateOnPage: demo.lateOnPage,
+    helloAt: demo.helloAt, T0: demo.T0,
     shownFrame: demo.shownK, fps: recent.length / 2.0,
     latencyP50: pct(demo.latencies, 50), latencyP95: pct(demo.latencies, 95),
     avOffsetMs: demo.avOffsets.length ? demo.avOffsets.reduce((a, b) => a + b, 0) / demo.avOffsets.length : null,
@@ -110,7 +112,9 @@ async function start() {
   await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
   demo.open = true;
   node.port.onmessage = (e) => {
-    if (!demo.open || demo.busy || ws.readyState !== WebSocket.OPEN) return;
+    // the microphone is sent from the server's hello on: it sets the session up in between, and audio sent earlier
+    // would reach the session as one backlog whose frames come too late to show
+    if (!demo.open || !demo.live || demo.busy || ws.readyState !== WebSocket.OPEN) return;
     const { frame, pcm } = e.data;
     if (demo.T0 === null) demo.T0 = frame / demo.rate;
     const out = new Int16Array(pcm.length);
@@ -136,6 +140,8 @@ function onMessage(ev) {
 function onControl(msg) {
   if (msg.type === 'hello') {
     demo.delay = msg.delay_ms / 1000;
+    demo.live = true;
+    demo.helloAt = demo.ctx ? demo.ctx.currentTime : null;
     setStatus(demo.micOk ? 'Live: talk to the avatar; give it a voice below.'
       : 'Live without a microphone (permission denied or no device): the avatar only speaks.');
     for (const id of ['record', 'play', 'stop', 'upload']) $(id).disabled = false;
