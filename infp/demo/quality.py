@@ -104,16 +104,15 @@ class QualityLadder:
             return self.index - 1, "the CPU has room again"
         if self._since_change < JUDGE_S - 1e-9 or self.index + 1 >= len(self.levels):
             return None
-        judged = []
-        for step in reversed(steps):  # the newest steps covering JUDGE_S
-            judged.append(step)
-            if sum(s[2] for s in judged) * frame_s >= JUDGE_S - 1e-9:
+        busy = missed = frames = 0
+        for b, d, f in reversed(steps):  # the newest steps covering JUDGE_S
+            busy, missed, frames = busy + b, missed + d, frames + f
+            if frames * frame_s >= JUDGE_S - 1e-9:
                 break
-        frames = sum(s[2] for s in judged)
-        if frames * frame_s < JUDGE_S - 1e-9:
+        else:
             return None
-        late_share = sum(s[1] for s in judged) / frames
-        load = sum(s[0] for s in judged) / (frames * frame_s)
+        late_share = missed / frames
+        load = busy / (frames * frame_s)
         if late_share > DOWN_LATE_SHARE or load > DOWN_LOAD:
             if self._reached_by_step_up:  # it went back up too early: wait twice as long next time
                 self.up_after = min(self.up_after * 2, UP_AFTER_MAX_S)
